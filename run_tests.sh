@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bash setup_env.sh
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3 GLOG_minloglevel=2 TOKENIZERS_PARALLELISM=false
-exec .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,98 @@
+"""TinyBERT's losses and layer mapping, shared by general and task distillation.
+
+Intermediate-layer distillation (Jiao et al., 2020, eq. 7-9): `att_loss`, the MSE between student
+and teacher attention scores before the softmax, and `rep_loss`, the MSE between hidden states
+(embeddings included) after the student's `fit_dense` projection. Prediction-layer distillation
+(eq. 10): `soft_cross_entropy` of the student's logits against the teacher's at a `temperature`.
+
+Layer mapping: a list giving, for each student layer (1..S), the teacher layer (1..T) it learns
+from. Uniform mapping takes every k-th teacher layer (k = T / S), as the paper; hidden state 0 (the
+embeddings) always maps to the teacher's embeddings.
+
+Normalisation. The reference averages each MSE over every element of tensors padded to
+max_seq_length, so the loss of a batch depends on how much padding it carries. With dynamic padding
+that denominator would change from batch to batch; passing `mask` instead averages over real tokens
+only (real query x real key pairs for attention), which is what the padded reference loss is
+proportional to when padding positions agree, and does not depend on the padded length at all.
+"""
+import backend
+
+flow = backend.framework()
+F = flow.nn.functional
+
+# Attention scores at or below this carry the additive padding mask (about -10000): set to zero on
+# both sides so that the mask itself is not distilled (as the reference implementation does).
+MASKED_SCORE = -1e2
+
+
+def uniform_layer_map(teacher_layers, student_layers):
+    if teacher_layers % student_layers:
+        raise ValueError(
+            f"the teacher's {teacher_layers} layers are not a multiple of the student's {student_layers}: "
+            f"pass --layer_map with one teacher layer (1..{teacher_layers}) per student layer, "
+            f"e.g. --layer_map {','.join(str(round((i + 1) * teacher_layers / student_layers)) for i in range(student_layers))}")
+    k = teacher_layers // student_layers
+    return [(i + 1) * k for i in range(student_layers)]
+
+
+def parse_layer_map(text, teacher_layers, student_layers):
+    """'--layer_map 2,4,6' -> [2, 4, 6]; empty -> uniform mapping; checked against both depths."""
+    if not text:
+        return uniform_layer_map(teacher_layers, student_layers)
+    try:
+        mapping = [int(x) for x in str(text).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise ValueError(f"--layer_map {text!r}: expected comma-separated teacher layer numbers, e.g. 2,4,6")
+    if len(mapping) != student_layers:
+        raise ValueError(f"--layer_map {text!r} gives {len(mapping)} teacher layers for a student of "
+                         f"{student_layers} layers")
+    bad = [t for t in mapping if not 1 <= t <= teacher_layers]
+    if bad:
+        raise ValueError(f"--layer_map {text!r}: teacher layers must be in 1..{teacher_layers}, got {bad}")
+    return mapping
+
+
+def _mse(student, teacher, weight=None):
+    if weight is None:
+        return F.mse_loss(student, teacher)
+    # weight: 0/1, broadcastable to the tensors; average over the entries it keeps
+    diff = (student - teacher) ** 2 * weight
+    kept = weight.sum() * (diff.numel() // weight.numel())  # entries the broadcast weight keeps
+    return diff.sum() / kept.clamp(min=1.0)
+
+
+def att_loss(student_atts, teacher_atts, layer_map, mask=None):
+    """Sum over student layers of MSE(student scores, scores of the mapped teacher layer)."""
+    weight = None
+    if mask is not None:  # [B, L] -> [B, 1, L, L]: real query x real key
+        m = mask.to(student_atts[0].dtype)
+        weight = (m[:, None, :, None] * m[:, None, None, :])
+    total = 0.0
+    for s_att, t_layer in zip(student_atts, layer_map):
+        t_att = teacher_atts[t_layer - 1]
+        s_att = flow.where(s_att <= MASKED_SCORE, flow.zeros_like(s_att), s_att)
+        t_att = flow.where(t_att <= MASKED_SCORE, flow.zeros_like(t_att), t_att)
+        total = total + _mse(s_att, t_att, weight)
+    return total
+
+
+def rep_loss(student_reps, teacher_reps, layer_map, mask=None):
+    """Sum over hidden states 0..S of MSE(fit_dense(student state), mapped teacher state)."""
+    weight = None if mask is None else mask.to(student_reps[0].dtype)[:, :, None]
+    total = 0.0
+    for s_rep, t_index in zip(student_reps, [0] + list(layer_map)):
+        total = total + _mse(s_rep, teacher_reps[t_index], weight)
+    return total
+
+
+def soft_cross_entropy(student_logits, teacher_logits, temperature=1.0):
+    """Cross-entropy of the student's softened distribution against the teacher's, mean over the batch."""
+    targets = F.softmax(teacher_logits / temperature, dim=-1)
+    return (-targets * F.log_softmax(student_logits / temperature, dim=-1)).sum(dim=-1).mean()
+
+
+def pred_loss(student_logits, teacher_logits, temperature=1.0, labels=None, is_regression=False):
+    """Prediction-layer loss: soft cross-entropy, or for regression (STS-B) MSE to the gold scores."""
+    if is_regression:
+        return F.mse_loss(student_logits.reshape(-1), labels.reshape(-1).to(student_logits.dtype))
+    return soft_cross_entropy(student_logits, teacher_logits, temperature)
