@@ -77,6 +77,9 @@ def gelu_tanh(x):
     return 0.5 * x * (1.0 + flow.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
 
 
+# PyTorch has a fused attention kernel; OneFlow 0.9 has none, and takes the explicit path.
+_fused_attention = getattr(F, "scaled_dot_product_attention", None)
+
 ACTIVATIONS = {
     "gelu": F.gelu,  # the exact, erf-based GELU that BERT was trained with
     "gelu_new": gelu_tanh,
@@ -117,13 +120,19 @@ class BertSelfAttention(nn.Module):
         b, l, _ = x.shape
         return x.reshape(b, l, self.heads, self.head_size).permute(0, 2, 1, 3)
 
-    def forward(self, x, additive_mask):
+    def forward(self, x, additive_mask, output_attentions=True):
         q, k, v = (self._split_heads(p(x)) for p in (self.query, self.key, self.value))
-        scores = flow.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_size)) + additive_mask
-        probs = self.dropout(F.softmax(scores, dim=-1))
-        context = flow.matmul(probs, v).permute(0, 2, 1, 3)
+        if not output_attentions and _fused_attention is not None:
+            # Inference needs no scores: let the framework fuse scale, mask, softmax and product.
+            context = _fused_attention(q, k, v, attn_mask=additive_mask,
+                                       dropout_p=self.dropout.p if self.training else 0.0)
+            scores = None
+        else:
+            scores = flow.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_size)) + additive_mask
+            context = flow.matmul(self.dropout(F.softmax(scores, dim=-1)), v)
+        context = context.permute(0, 2, 1, 3)
         b, l = context.shape[0], context.shape[1]
-        return context.reshape(b, l, self.heads * self.head_size), scores
+        return context.reshape(b, l, self.heads * self.head_size), scores if output_attentions else None
 
 
 class BertSelfOutput(nn.Module):
@@ -148,8 +157,8 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(cfg)
         self.output = BertSelfOutput(cfg, cfg.hidden_size)
 
-    def forward(self, x, additive_mask):
-        context, scores = self.self(x, additive_mask)
+    def forward(self, x, additive_mask, output_attentions=True):
+        context, scores = self.self(x, additive_mask, output_attentions)
         return self.output(context, x), scores
 
 
@@ -172,8 +181,8 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(cfg)
         self.output = BertOutput(cfg, cfg.intermediate_size)
 
-    def forward(self, x, additive_mask):
-        x, scores = self.attention(x, additive_mask)
+    def forward(self, x, additive_mask, output_attentions=True):
+        x, scores = self.attention(x, additive_mask, output_attentions)
         return self.output(self.intermediate(x), x), scores
 
 
@@ -286,7 +295,9 @@ class BertModel(PreTrainedBert):
         self.pooler = BertPooler(config)
         self.init_weights()
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> BertModelOutput:
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, output_attentions=True) -> BertModelOutput:
+        """output_attentions=False skips the scores (attentions is a list of None) for a faster,
+        fused attention where the framework has one (PyTorch's scaled_dot_product_attention)."""
         if token_type_ids is None:
             token_type_ids = flow.zeros_like(input_ids)
         if attention_mask is None:
@@ -296,7 +307,7 @@ class BertModel(PreTrainedBert):
         additive_mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * MASK_VALUE
         hidden_states, attentions = [x], []
         for layer in self.encoder.layer:
-            x, scores = layer(x, additive_mask)
+            x, scores = layer(x, additive_mask, output_attentions)
             hidden_states.append(x)
             attentions.append(scores)
         return BertModelOutput(x, self.pooler(x), hidden_states, attentions)
@@ -319,8 +330,9 @@ class TinyBertForSequenceClassification(PreTrainedBert):
         self.fit_dense = nn.Linear(config.hidden_size, fit_size)
         self.init_weights()
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None, is_student=False):
-        out = self.bert(input_ids, token_type_ids, attention_mask)
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, is_student=False,
+                output_attentions=True):
+        out = self.bert(input_ids, token_type_ids, attention_mask, output_attentions)
         logits = self.classifier(self.dropout(out.pooled_output))
         reps = [self.fit_dense(h) for h in out.hidden_states] if is_student else out.hidden_states
         return logits, out.attentions, reps
@@ -359,7 +371,7 @@ class BertForMaskedLM(PreTrainedBert):
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, masked_positions=None):
         """Vocabulary logits [B, L, V]; or [N, V] at `masked_positions` ((batch_idx, pos) index
         tensors), which spares the 30k-wide decoder at every position nobody asked about."""
-        out = self.bert(input_ids, token_type_ids, attention_mask)
+        out = self.bert(input_ids, token_type_ids, attention_mask, output_attentions=False)
         x = out.sequence_output
         if masked_positions is not None:
             x = x[masked_positions[0], masked_positions[1]]

@@ -282,3 +282,19 @@ def test_pytorch_bin_with_gamma_beta_names_loads(modeling_for, tmp_path):
     loaded = m.BertModel.from_pretrained(str(d), verbose=False)
     a, b = model.numpy_state_dict(), loaded.numpy_state_dict()
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_inference_without_scores_gives_the_same_outputs(name, modeling_for):
+    """output_attentions=False (fused attention where the framework has it) changes speed, not results."""
+    m = modeling_for(name)
+    flow = backend.framework(name)
+    model = m.TinyBertForSequenceClassification(m.BertConfig.from_dict(tiny_config_dict()), num_labels=3).eval()
+    inputs = to_backend(name, *random_batch(np.random.default_rng(6), 120))
+    with flow.no_grad():
+        full = model(*inputs)
+        fast = model(*inputs, output_attentions=False)
+    assert fast[1] == [None, None]
+    assert np.abs(full[0].numpy() - fast[0].numpy()).max() < 1e-5
+    valid = inputs[2].numpy().astype(bool)
+    assert np.abs(full[2][-1].numpy()[valid] - fast[2][-1].numpy()[valid]).max() < 1e-5
