@@ -232,6 +232,10 @@ class PreTrainedBert(nn.Module):
             if isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+            if isinstance(m, nn.Dropout) and hasattr(m, "generator"):
+                # OneFlow gives each Dropout a generator of its own, all seeded alike, so every
+                # layer would drop the same units; seed each from the global generator instead.
+                m.generator.manual_seed(int(flow.randint(0, 2 ** 31 - 1, (1,)).numpy()[0]))
         self.tie_weights()
 
     def tie_weights(self):
