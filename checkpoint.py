@@ -42,6 +42,28 @@ def find_vocab(model_dir):
     return path if os.path.isfile(path) else None
 
 
+def load_tokenizer(model_dir):
+    """BertTokenizerFast from the directory's vocab.txt; lower-casing as the model was trained.
+
+    tokenizer_config.json's do_lower_case wins when present; otherwise a vocabulary without
+    upper-case word pieces is taken as uncased (bert-base-uncased, TinyBERT, MiniLM)."""
+    import json
+    from transformers import BertTokenizerFast
+    vocab = find_vocab(model_dir)
+    if vocab is None:
+        raise FileNotFoundError(f"{model_dir}: no {VOCAB_NAME} in this model directory")
+    lower = None
+    tok_cfg = os.path.join(model_dir, "tokenizer_config.json")
+    if os.path.isfile(tok_cfg):
+        with open(tok_cfg, encoding="utf-8") as f:
+            lower = json.load(f).get("do_lower_case")
+    if lower is None:
+        with open(vocab, encoding="utf-8") as f:
+            lower = not any(w[:1].isupper() for w in (line.strip() for line in f) if not w.startswith("["))
+    # transformers 5 takes the vocabulary as `vocab` (older releases: `vocab_file`)
+    return BertTokenizerFast(vocab=vocab, do_lower_case=lower)
+
+
 def detect_format(model_dir):
     """The name of the first reader whose files are present in `model_dir`."""
     for fmt, (present, _) in READERS.items():

@@ -298,3 +298,21 @@ def test_inference_without_scores_gives_the_same_outputs(name, modeling_for):
     assert np.abs(full[0].numpy() - fast[0].numpy()).max() < 1e-5
     valid = inputs[2].numpy().astype(bool)
     assert np.abs(full[2][-1].numpy()[valid] - fast[2][-1].numpy()[valid]).max() < 1e-5
+
+
+def test_load_tokenizer_from_vocab_txt_matches_the_models_own_tokenizer(minilm_dir, tmp_path):
+    import shutil
+    import checkpoint
+    only_vocab = tmp_path / "m"
+    only_vocab.mkdir()
+    shutil.copy(os.path.join(minilm_dir, "vocab.txt"), only_vocab / "vocab.txt")
+    ours = checkpoint.load_tokenizer(str(only_vocab))  # no tokenizer.json, no tokenizer_config.json
+    ref = transformers.AutoTokenizer.from_pretrained(minilm_dir)
+    texts = ["Hello World, TinyBERT!", "it 's a charming and often affecting journey . "]
+    assert ours(texts, ["A second one.", "unbelievably"])["input_ids"] == \
+        ref(texts, ["A second one.", "unbelievably"])["input_ids"]
+    assert ours.tokenize("Hello") == ["hello"]
+    (only_vocab / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nHello\nhello\n")
+    assert checkpoint.load_tokenizer(str(only_vocab)).tokenize("Hello") == ["Hello"]  # cased vocabulary
+    with pytest.raises(FileNotFoundError, match=r"no vocab\.txt"):
+        checkpoint.load_tokenizer(str(tmp_path))
