@@ -46,7 +46,7 @@ def load_tokenizer(model_dir):
     """BertTokenizerFast from the directory's vocab.txt; lower-casing as the model was trained.
 
     tokenizer_config.json's do_lower_case wins when present; otherwise a vocabulary without
-    upper-case word pieces is taken as uncased (bert-base-uncased, TinyBERT, MiniLM)."""
+    ASCII capitals is taken as uncased (bert-base-uncased, TinyBERT, MiniLM)."""
     import json
     from transformers import BertTokenizerFast
     vocab = find_vocab(model_dir)
@@ -59,7 +59,8 @@ def load_tokenizer(model_dir):
             lower = json.load(f).get("do_lower_case")
     if lower is None:
         with open(vocab, encoding="utf-8") as f:
-            lower = not any(w[:1].isupper() for w in (line.strip() for line in f) if not w.startswith("["))
+            # ASCII capitals only: uncased vocabularies still hold a few symbols such as 'ℝ'
+            lower = not any(c.isascii() and c.isupper() for line in f if not line.startswith("[") for c in line)
     # transformers 5 takes the vocabulary as `vocab` (older releases: `vocab_file`)
     return BertTokenizerFast(vocab=vocab, do_lower_case=lower)
 
