@@ -173,11 +173,12 @@ def copy_file(src, dst):
 
 @contextlib.contextmanager
 def atomic_dir(directory):
-    """Yield a temporary sibling directory; on success it replaces `directory` in two renames.
+    """Yield a temporary sibling directory; on success it takes the place of `directory`.
 
-    A crash before the end leaves `directory` as it was (the temporary one is removed, or at worst
-    left beside it with a `.tmp-` name); files already in `directory` that the writer does not
-    rewrite are carried over, so saving a model into a run's output directory keeps its logs.
+    The swap is two renames, so a crash leaves either the old directory or the new one complete
+    (in the instant between the renames, both sit beside the final name, as `.old-` and `.tmp-`).
+    Entries of the old directory that the writer did not rewrite (a run's train_log.csv, its
+    resume/ state) are moved, not copied, into the new one.
     """
     directory = os.path.abspath(directory)
     parent = os.path.dirname(directory)
@@ -185,17 +186,16 @@ def atomic_dir(directory):
     tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=parent)
     try:
         yield tmp
-        if os.path.isdir(directory):
-            for name in os.listdir(directory):
-                if not os.path.exists(os.path.join(tmp, name)):
-                    src = os.path.join(directory, name)
-                    (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(tmp, name))
-            old = directory + ".old-" + os.path.basename(tmp)
-            os.rename(directory, old)
-            os.rename(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if not os.path.isdir(directory):
+        os.rename(tmp, directory)
+        return
+    old = directory + ".old-" + os.path.basename(tmp)
+    os.rename(directory, old)
+    os.rename(tmp, directory)
+    for name in os.listdir(old):
+        if not os.path.exists(os.path.join(directory, name)):
+            os.rename(os.path.join(old, name), os.path.join(directory, name))
+    shutil.rmtree(old, ignore_errors=True)

@@ -221,6 +221,7 @@ class PreTrainedBert(nn.Module):
         super().__init__()
         self.config = config
         self.source_dir = None  # where from_pretrained read us; save_pretrained copies vocab.txt from it
+        self.missing_keys = []
 
     def init_weights(self):
         std = self.config.initializer_range
@@ -277,14 +278,17 @@ class PreTrainedBert(nn.Module):
             print(f"{cls.__name__}: ignored {len(unexpected)} tensor(s) of {model_dir} it has no use for "
                   f"(e.g. {', '.join(unexpected[:3])})")
         model.source_dir = model_dir
+        model.missing_keys = missing  # e.g. a classifier absent from a never fine-tuned BERT
         return model
 
-    def save_pretrained(self, directory, vocab_file=None):
-        """Write config.json, vocab.txt and model.safetensors; all-or-nothing (see checkpoint.atomic_dir)."""
+    def save_pretrained(self, directory, vocab_file=None, exclude=()):
+        """Write config.json, vocab.txt and model.safetensors; all-or-nothing (see checkpoint.atomic_dir).
+        `exclude`: name prefixes to leave out (e.g. "fit_dense." for a model that only serves)."""
         vocab_file = vocab_file or checkpoint.find_vocab(self.source_dir)
+        state = {k: v for k, v in self.numpy_state_dict().items() if not (exclude and k.startswith(tuple(exclude)))}
         with checkpoint.atomic_dir(directory) as tmp:
             self.config.save(tmp)
-            checkpoint.save_safetensors(self.numpy_state_dict(), tmp)
+            checkpoint.save_safetensors(state, tmp)
             if vocab_file:
                 checkpoint.copy_file(vocab_file, os.path.join(tmp, checkpoint.VOCAB_NAME))
 

@@ -81,10 +81,10 @@ def set_rng_state(state):
     flow.set_rng_state(flow.from_numpy(state["framework"]))
 
 
-def save_checkpoint(directory, model, optimizer=None, scheduler=None, state=None, vocab_file=None):
+def save_checkpoint(directory, model, optimizer=None, scheduler=None, state=None, vocab_file=None, exclude=()):
     """Everything needed to continue training, or (optimizer=None) only what inference needs."""
     with checkpoint.atomic_dir(directory) as tmp:
-        model.save_pretrained(tmp, vocab_file=vocab_file)
+        model.save_pretrained(tmp, vocab_file=vocab_file, exclude=exclude)
         if optimizer is not None:
             flow.save(optimizer.state_dict(), os.path.join(tmp, "optimizer"))
             flow.save(scheduler.state_dict(), os.path.join(tmp, "scheduler"))

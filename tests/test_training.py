@@ -119,9 +119,26 @@ def test_atomic_save_keeps_previous_checkpoint_on_crash(tmp_path, monkeypatch):
 
     def crash(*a, **k):
         raise OSError("disk full")
-    monkeypatch.setattr(model.__class__, "save_pretrained", lambda self, d, vocab_file=None: crash())
+    monkeypatch.setattr(model.__class__, "save_pretrained", lambda self, d, vocab_file=None, exclude=(): crash())
     with pytest.raises(OSError, match="disk full"):
         t.save_checkpoint(target, model, state={"step": 2})
     assert open(os.path.join(target, "model.safetensors"), "rb").read() == before
     assert t.load_checkpoint(target, model) == {"step": 1}
     assert sorted(os.listdir(tmp_path)) == ["best"]
+
+
+def test_saving_into_a_run_directory_keeps_its_other_files(tmp_path):
+    _, t, model, _, _ = _setup("torch")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train_log.csv").write_text("step\n1\n")
+    (run / "resume").mkdir()
+    (run / "resume" / "state.json").write_text("{}")
+    t.save_checkpoint(str(run), model, state={"step": 5}, exclude=("fit_dense.",))
+    assert (run / "train_log.csv").read_text() == "step\n1\n"
+    assert (run / "resume" / "state.json").read_text() == "{}"
+    assert t.load_checkpoint(str(run), model) == {"step": 5}
+    import checkpoint
+    saved = checkpoint.load_state_dict(str(run))
+    assert "classifier.weight" in saved and not any(k.startswith("fit_dense.") for k in saved)
+    assert sorted(os.listdir(tmp_path)) == ["run"]
