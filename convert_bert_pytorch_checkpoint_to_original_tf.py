@@ -51,7 +51,7 @@ def main(argv=None):
     prefix = os.path.join(args.tf_cache_dir, checkpoint.TF_PREFIX)
     print(f"wrote {prefix}: {checkpoint.summary(tf_state)} (from {source})")
     if left:
-        print(f"not converted ({len(left)}, no Google name): "
+        print(f"not converted ({len(left)}, no Google name under this config): "
               + ", ".join(f"{n} (tied to {checkpoint.TIED[n]})" if n in checkpoint.TIED else n for n in left))
     print(f"wrote {os.path.join(args.tf_cache_dir, checkpoint.TF_INDEX)}, bert_config.json"
           + (", vocab.txt" if vocab else f"; no vocab.txt in {args.model_name} to copy"))

@@ -50,8 +50,8 @@ def main(argv=None):
     if unknown:
         print(f"kept {len(unknown)} tensor(s) under their TF names (not in the name table): {', '.join(unknown)}")
     print(f"wrote {checkpoint.CONFIG_NAME}" + (", vocab.txt" if vocab else f"; no vocab.txt in {source_dir} to copy"))
-    print(f"next: use {args.of_dump_path} as the student model of task distillation "
-          f"(run_train_student_tinybert.sh), or load it with from_pretrained on either backend")
+    print(f"next (task distillation with this model as the student; from_pretrained reads it on either backend): "
+          f"python task_distill.py --student_model {args.of_dump_path} --teacher_model FINE_TUNED_TEACHER_DIR ...")
 
 
 if __name__ == "__main__":

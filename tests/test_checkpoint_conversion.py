@@ -304,3 +304,30 @@ def test_tf_writer_failure_leaves_no_directory(tiny, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         pt_to_tf.main(["--model_name", str(tmp / "hf"), "--tf_cache_dir", str(tmp / "out_tf")])
     assert sorted(os.listdir(tmp)) == ["hf", "tf"]
+
+
+def test_masked_lm_bin_with_old_names_converts_and_loads(modeling_for, tmp_path, capsys):
+    """An old-style pytorch_model.bin (LayerNorm.gamma/beta) of an MLM: its head goes to Google's cls/
+    names, the decoder stays tied to the word embeddings, and the TF directory gives the same logits."""
+    m = modeling_for("torch")
+    cfg = m.BertConfig.from_dict(tiny_config_dict())
+    model = m.BertForMaskedLM(cfg).eval()
+    model.save_pretrained(str(tmp_path / "hf"))
+    state = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"):
+             torch.tensor(v) for k, v in model.numpy_state_dict().items()}
+    torch.save(state, tmp_path / "old.bin")
+    pt_to_tf.main(["--model_name", str(tmp_path / "hf"), "--pytorch_model_path", str(tmp_path / "old.bin"),
+                   "--tf_cache_dir", str(tmp_path / "tf")])
+    log = capsys.readouterr().out
+    assert ("not converted (1, no Google name under this config): cls.predictions.decoder.weight "
+            "(tied to bert.embeddings.word_embeddings.weight)") in log
+    prefix = str(tmp_path / "tf" / "bert_model.ckpt")
+    assert np.array_equal(tf.train.load_variable(prefix, "cls/predictions/output_bias"),
+                          model.cls.predictions.bias.detach().numpy())
+    assert np.array_equal(tf.train.load_variable(prefix, "cls/predictions/transform/LayerNorm/gamma"),
+                          model.cls.predictions.transform.LayerNorm.weight.detach().numpy())
+    loaded = m.BertForMaskedLM.from_pretrained(str(tmp_path / "tf"), verbose=False).eval()
+    ids, types, mask = random_batch(np.random.default_rng(2), 120)
+    with torch.no_grad():
+        t = [torch.tensor(a) for a in (ids, types, mask)]
+        assert np.abs(loaded(*t).numpy() - model(*t).numpy()).max() < 1e-5
