@@ -3,19 +3,32 @@ with Hugging Face BERT names (`bert.encoder.layer.0.attention.self.query.weight`
 
 A model directory is `config.json` (or Google's `bert_config.json`), `vocab.txt`, and weights in any
 format below; `load_state_dict(dir)` finds out which from the files present. Each format is one
-reader (files -> numpy dict) in READERS; NAME_FIXES is the one table of foreign-name fixes.
+reader (files -> numpy dict) in READERS. LAYOUT is the one table of names between Hugging Face,
+Google/TensorFlow and legacy OneFlow (with the TF layout's transposes); NAME_FIXES covers the small
+slips of older PyTorch files. TensorFlow is imported only by the TF reader and writer, OneFlow only
+by the oneflow.save reader and writer.
 """
 import contextlib
+import json
+import math
 import os
+import re
 import shutil
 import tempfile
+from typing import NamedTuple
 
 import numpy as np
+
+import backend
 
 CONFIG_NAME = "config.json"
 VOCAB_NAME = "vocab.txt"
 SAFETENSORS_NAME = "model.safetensors"
 PYTORCH_NAME = "pytorch_model.bin"
+ONEFLOW_PICKLE = "pickled_data"   # oneflow.save(state_dict, DIR): this file + one folder per tensor
+LEGACY_BLOB = "out"               # legacy OneFlow snapshot: DIR/<variable>/out, raw float32
+TF_INDEX = "checkpoint"           # the text file naming a directory's current TF checkpoint
+TF_PREFIX = "bert_model.ckpt"     # Google's name for BERT checkpoints
 
 
 class CheckpointError(ValueError):
@@ -67,6 +80,8 @@ def load_tokenizer(model_dir):
 
 def detect_format(model_dir):
     """The name of the first reader whose files are present in `model_dir`."""
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"model directory {model_dir} does not exist")
     for fmt, (present, _) in READERS.items():
         if present(model_dir):
             return fmt
@@ -116,20 +131,185 @@ def as_float32(array):
 
 
 # ----------------------------------------------------------------------------------------------
+# The one name table: Hugging Face <-> Google/TensorFlow <-> legacy OneFlow
+# ----------------------------------------------------------------------------------------------
+# Sizes are config.json keys; FREE is a width the config does not hold (the number of labels,
+# fit_dense's teacher size), taken from the tensor found.
+H, F, V = "hidden_size", "intermediate_size", "vocab_size"  # F: the feed-forward width
+P, T = "max_position_embeddings", "type_vocab_size"
+FREE = None
+
+# One row per module: HF module, Google/TF scope ("{i}": a layer number), kind, sizes. For "dense"
+# and "output_layer" the sizes are (in, out), for the other kinds the tensor's shape.
+# fit_dense, TinyBERT's student-to-teacher projection, has no Google name: we store it as an ordinary
+# Dense layer under fit_dense/kernel and fit_dense/bias.
+LAYOUT = [
+    ("bert.embeddings.word_embeddings", "bert/embeddings/word_embeddings", "embedding", (V, H)),
+    ("bert.embeddings.position_embeddings", "bert/embeddings/position_embeddings", "embedding", (P, H)),
+    ("bert.embeddings.token_type_embeddings", "bert/embeddings/token_type_embeddings", "embedding", (T, H)),
+    ("bert.embeddings.LayerNorm", "bert/embeddings/LayerNorm", "layer_norm", (H,)),
+    ("bert.encoder.layer.{i}.attention.self.query", "bert/encoder/layer_{i}/attention/self/query", "dense", (H, H)),
+    ("bert.encoder.layer.{i}.attention.self.key", "bert/encoder/layer_{i}/attention/self/key", "dense", (H, H)),
+    ("bert.encoder.layer.{i}.attention.self.value", "bert/encoder/layer_{i}/attention/self/value", "dense", (H, H)),
+    ("bert.encoder.layer.{i}.attention.output.dense", "bert/encoder/layer_{i}/attention/output/dense", "dense", (H, H)),
+    ("bert.encoder.layer.{i}.attention.output.LayerNorm", "bert/encoder/layer_{i}/attention/output/LayerNorm",
+     "layer_norm", (H,)),
+    ("bert.encoder.layer.{i}.intermediate.dense", "bert/encoder/layer_{i}/intermediate/dense", "dense", (H, F)),
+    ("bert.encoder.layer.{i}.output.dense", "bert/encoder/layer_{i}/output/dense", "dense", (F, H)),
+    ("bert.encoder.layer.{i}.output.LayerNorm", "bert/encoder/layer_{i}/output/LayerNorm", "layer_norm", (H,)),
+    ("bert.pooler.dense", "bert/pooler/dense", "dense", (H, H)),
+    ("cls.predictions.transform.dense", "cls/predictions/transform/dense", "dense", (H, H)),
+    ("cls.predictions.transform.LayerNorm", "cls/predictions/transform/LayerNorm", "layer_norm", (H,)),
+    ("cls.predictions", "cls/predictions", "output_bias", (V,)),
+    ("cls.seq_relationship", "cls/seq_relationship", "output_layer", (H, 2)),
+    ("classifier", "", "output_layer", (H, FREE)),  # Google's run_classifier.py: top-level output_weights
+    ("fit_dense", "fit_dense", "dense", (H, FREE)),
+]
+
+
+def _same(sizes):
+    return sizes
+
+
+def _out_in(sizes):
+    return sizes[1], sizes[0]
+
+
+def _out(sizes):
+    return sizes[1],
+
+
+# kind -> tensors: (HF suffix, TF suffix, TF holds the transpose, HF shape from the row's sizes).
+# Google's own heads (output_weights) keep torch's [out, in]; its Dense kernels are [in, out].
+KINDS = {
+    "embedding": [(".weight", "", False, _same)],
+    "layer_norm": [(".weight", "/gamma", False, _same), (".bias", "/beta", False, _same)],
+    "dense": [(".weight", "/kernel", True, _out_in), (".bias", "/bias", False, _out)],
+    "output_layer": [(".weight", "/output_weights", False, _out_in), (".bias", "/output_bias", False, _out)],
+    "output_bias": [(".bias", "/output_bias", False, _same)],
+}
+
+# HF tensors that Google's checkpoints do not store because they are tied to another one.
+TIED = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+        "cls.predictions.decoder.bias": "cls.predictions.bias"}
+
+# Names OneFlow's own BERT code gives (its GLUE fine-tuning scope is "classification"), beside the
+# ones the original converter derives from TF names.
+ONEFLOW_NAMES = {"output_weights": "classification-output_weights",
+                 "output_bias": "classification-output_bias"}
+
+# Training state kept beside the weights: Google's Adam slots (adam_m, adam_v, in OneFlow snapshots
+# -adam_m), legacy OneFlow's own slots (-m, -v), step counters (global_step, System-Train-TrainStep-*).
+OPTIMIZER_SLOT = re.compile(r"(^|[/-])(adam_m|adam_v|m|v|Adam|Adam_1)$|global_step|^System-Train-|beta[12]_power$")
+
+
+class TensorName(NamedTuple):
+    hf: str
+    tf: str
+    transposed: bool  # the TF (and legacy OneFlow) tensor is the transpose of the HF one
+    shape: tuple      # HF shape; None for a FREE size
+
+    @property
+    def tf_shape(self):
+        return self.shape[::-1] if self.transposed else self.shape
+
+
+def config_value(config, key):
+    """A config.json value from a BertConfig or a plain dict."""
+    try:
+        return config[key] if isinstance(config, dict) else getattr(config, key)
+    except (KeyError, AttributeError):
+        raise CheckpointError(f"the model's config has no {key!r}, which the weight shapes depend on") from None
+
+
+def name_table(config):
+    """Every tensor a BERT/TinyBERT of this config may have, under both names, with its shape."""
+    layers = range(config_value(config, "num_hidden_layers"))
+    rows = []
+    for hf_module, tf_scope, kind, sizes in LAYOUT:
+        sizes = tuple(s if s is FREE or isinstance(s, int) else config_value(config, s) for s in sizes)
+        for i in (layers if "{i}" in hf_module else [0]):
+            for hf_suffix, tf_suffix, transposed, shape in KINDS[kind]:
+                tf_name = (tf_scope.format(i=i) + tf_suffix).lstrip("/")
+                rows.append(TensorName(hf_module.format(i=i) + hf_suffix, tf_name, transposed, shape(sizes)))
+    return rows
+
+
+def legacy_name(tf_name):
+    """The folder the original OneFlow converter made for a TF variable: the scope with '/' -> '-',
+    then '-' and the last part, `kernel` renamed `weight`. For a name without scope it took all but
+    the name's last character as scope (`output_weights` -> `output_weight-output_weights`)."""
+    scope, _, leaf = tf_name.rpartition("/")
+    scope = scope or tf_name[:-1]
+    return scope.replace("/", "-") + "-" + ("weight" if leaf == "kernel" else leaf)
+
+
+def legacy_names(tf_name):
+    return [legacy_name(tf_name)] + ([ONEFLOW_NAMES[tf_name]] if tf_name in ONEFLOW_NAMES else [])
+
+
+def to_tf(state, config):
+    """HF numpy dict -> ({Google name: array in TF layout}, [HF names Google has no place for])."""
+    table = {t.hf: t for t in name_table(config)}
+    out, left = {}, []
+    for name, value in state.items():
+        t = table.get(name)
+        if t is None:
+            left.append(name)
+        else:
+            out[t.tf] = np.ascontiguousarray(value.T) if t.transposed else value
+    return out, left
+
+
+def from_tf(tf_state, config):
+    """{Google name: array} -> HF numpy dict; names outside the table are kept as they are."""
+    table = {t.tf: t for t in name_table(config)}
+    out = {}
+    for name, value in tf_state.items():
+        t = table.get(name)
+        out[t.hf if t else name] = np.ascontiguousarray(value.T) if t and t.transposed else value
+    return out
+
+
+def _shape_fits(shape, expected):
+    return len(shape) == len(expected) and all(e is None or s == e for s, e in zip(shape, expected))
+
+
+def check_shapes(state, config, source):
+    """Raise, naming every tensor of `state` whose shape is not the one `config` gives it."""
+    table = {t.hf: t for t in name_table(config)}
+    wrong = [f"{name} has shape {tuple(value.shape)}, but the config needs "
+             f"{tuple('?' if d is None else d for d in table[name].shape)}"
+             for name, value in state.items() if name in table and not _shape_fits(value.shape, table[name].shape)]
+    if wrong:
+        raise CheckpointError(f"{source}: " + "; ".join(wrong))
+
+
+# ----------------------------------------------------------------------------------------------
 # Readers: (is present in dir, read(dir, config) -> numpy dict)
 # ----------------------------------------------------------------------------------------------
-def _read_safetensors(model_dir, config):
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def _config_of(model_dir, config):
+    return config if config is not None else read_json(find_config(model_dir))
+
+
+def _read_safetensors_file(path):
     from safetensors.numpy import load_file
-    path = os.path.join(model_dir, SAFETENSORS_NAME)
     try:
         return load_file(path)
     except Exception as e:  # safetensors raises its own error types for truncated or garbled headers
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
 
 
-def _read_pytorch_bin(model_dir, config):
+def _read_pytorch_file(path):
     import torch  # installed with either backend; only this format needs it
-    path = os.path.join(model_dir, PYTORCH_NAME)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -137,17 +317,172 @@ def _read_pytorch_bin(model_dir, config):
     return {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
 
 
+def read_weights_file(path):
+    """One weight file, safetensors or PyTorch by its extension, -> HF numpy dict."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weight file {path} does not exist")
+    read = _read_safetensors_file if path.endswith(".safetensors") else _read_pytorch_file
+    return normalize_names(read(path))
+
+
+# -- oneflow.save directories -------------------------------------------------------------------
+ONEFLOW_DTYPE_BYTES = {"kFloat": 4, "kDouble": 8, "kFloat16": 2, "kBFloat16": 2, "kInt8": 1, "kUInt8": 1,
+                       "kInt32": 4, "kInt64": 8}
+
+
+def _oneflow_damage(model_dir):
+    """Which file of a oneflow.save directory is damaged (oneflow.load only asserts), and how."""
+    for name in sorted(os.listdir(model_dir)):
+        meta, out = (os.path.join(model_dir, name, f) for f in ("meta", LEGACY_BLOB))
+        if not (os.path.isfile(meta) and os.path.isfile(out)):
+            continue
+        with open(meta, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        dtype = re.search(r"data_type:\s*(\w+)", text)
+        size = math.prod(int(d) for d in re.findall(r"dim:\s*(\d+)", text)) * \
+            ONEFLOW_DTYPE_BYTES.get(dtype.group(1) if dtype else "", 0)
+        if size and os.path.getsize(out) != size:
+            return f"{out} has {os.path.getsize(out)} bytes where its meta needs {size}"
+    return os.path.join(model_dir, ONEFLOW_PICKLE)
+
+
+def _read_oneflow_save(model_dir, config):
+    flow = backend.framework("oneflow")
+    try:
+        state = flow.load(model_dir)
+    except Exception as e:
+        raise CheckpointError(f"{_oneflow_damage(model_dir)}: not a readable oneflow.save directory "
+                              f"({type(e).__name__}{': ' if str(e) else ''}{e})") from e
+    return {k: v.numpy() for k, v in state.items() if hasattr(v, "numpy") and not OPTIMIZER_SLOT.search(k)}
+
+
+# -- TensorFlow checkpoints ---------------------------------------------------------------------
+def _tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter is no use here
+    import tensorflow as tf
+    return tf
+
+
+def _tf_prefix_from_index(directory):
+    index = os.path.join(directory, TF_INDEX)
+    with open(index, encoding="utf-8") as f:
+        found = re.search(r'^model_checkpoint_path:\s*"(.*)"', f.read(), re.M)
+    if not found:
+        raise CheckpointError(f"{index}: no model_checkpoint_path line")
+    named = found.group(1)
+    # checkpoints written elsewhere often name an absolute path; the file beside the index is meant
+    for prefix in (os.path.join(directory, named), os.path.join(directory, os.path.basename(named))):
+        if os.path.isfile(prefix + ".index"):
+            return prefix
+    raise CheckpointError(f"{index} names checkpoint {named}, but there is no {named}.index")
+
+
+def tf_checkpoint_prefix(path):
+    """The checkpoint prefix of a TF checkpoint directory, or `path` itself if it is a prefix."""
+    if os.path.isfile(path + ".index"):
+        return path
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: neither a TF checkpoint directory nor a prefix ({path}.index is missing)")
+    if os.path.isfile(os.path.join(path, TF_INDEX)):
+        return _tf_prefix_from_index(path)
+    prefixes = sorted(os.path.join(path, f[:-len(".index")]) for f in os.listdir(path) if f.endswith(".index"))
+    if len(prefixes) == 1:
+        return prefixes[0]
+    if not prefixes:
+        raise FileNotFoundError(f"{path}: no TF checkpoint (*.index) in this directory")
+    raise CheckpointError(f"{path} holds {len(prefixes)} TF checkpoints and no `{TF_INDEX}` file saying which "
+                          f"is meant; pass one prefix: {', '.join(prefixes)}")
+
+
+def read_tf_checkpoint(prefix):
+    """-> ({Google name: array}, [optimizer slots and counters left out])."""
+    tf = _tensorflow()
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        names = sorted(reader.get_variable_to_shape_map())
+    except Exception as e:
+        raise CheckpointError(f"{prefix}.index: not a readable TF checkpoint ({type(e).__name__}: {e})") from e
+    state, skipped = {}, []
+    for name in names:
+        if OPTIMIZER_SLOT.search(name):
+            skipped.append(name)
+            continue
+        try:
+            state[name] = as_float32(reader.get_tensor(name))
+        except Exception as e:  # a truncated or garbled data file
+            raise CheckpointError(f"{prefix}.data-*: variable {name} cannot be read "
+                                  f"({type(e).__name__}: {e})") from e
+    return state, skipped
+
+
+def _read_tf_dir(model_dir, config):
+    state, _ = read_tf_checkpoint(tf_checkpoint_prefix(model_dir))
+    return from_tf(state, _config_of(model_dir, config))
+
+
+def _tf_present(model_dir):
+    return os.path.isfile(os.path.join(model_dir, TF_INDEX)) or any(f.endswith(".index") for f in os.listdir(model_dir))
+
+
+# -- legacy OneFlow snapshots -------------------------------------------------------------------
+def _legacy_folders(model_dir):
+    return {d for d in os.listdir(model_dir) if os.path.isfile(os.path.join(model_dir, d, LEGACY_BLOB))}
+
+
+def _read_legacy_blob(model_dir, folder, tf_shape):
+    """A raw float32 `out` in TF layout; a FREE size is what the file's length makes it."""
+    path = os.path.join(model_dir, folder, LEGACY_BLOB)
+    size = os.path.getsize(path)
+    known = math.prod(d for d in tf_shape if d is not None)
+    if None in tf_shape and known and size % (4 * known) == 0:
+        tf_shape = tuple(size // (4 * known) if d is None else d for d in tf_shape)
+    if None in tf_shape or size != 4 * math.prod(tf_shape):
+        shown = tuple("?" if d is None else d for d in tf_shape)
+        raise CheckpointError(f"{path}: variable {folder} should hold float32 of shape {shown} from the config"
+                              + ("" if None in tf_shape else f" ({4 * math.prod(tf_shape)} bytes)")
+                              + f", but the file has {size} bytes")
+    return np.fromfile(path, dtype="<f4").reshape(tf_shape)
+
+
+def read_legacy_snapshot(model_dir, config=None):
+    """-> (HF numpy dict, [optimizer slots left out]). Folders outside the name table come back under
+    their own names, as raw bytes, so that loading reports them as unused."""
+    folders = _legacy_folders(model_dir)
+    skipped = sorted(d for d in folders if OPTIMIZER_SLOT.search(d))
+    used, state = set(skipped), {}
+    for t in name_table(_config_of(model_dir, config)):
+        folder = next((n for n in legacy_names(t.tf) if n in folders), None)
+        if folder is not None:
+            used.add(folder)
+            array = _read_legacy_blob(model_dir, folder, t.tf_shape)
+            state[t.hf] = np.ascontiguousarray(array.T) if t.transposed else array
+    for folder in sorted(folders - used):
+        state[folder] = np.fromfile(os.path.join(model_dir, folder, LEGACY_BLOB), dtype=np.uint8)
+    return state, skipped
+
+
 def _file_present(name):
     return lambda d: os.path.isfile(os.path.join(d, name))
 
 
+def _in_dir(name, read_file):
+    return lambda model_dir, config: read_file(os.path.join(model_dir, name))
+
+
+# Tried in this order: a oneflow.save directory also holds folders with an `out` file.
 READERS = {
-    "safetensors": (_file_present(SAFETENSORS_NAME), _read_safetensors),
-    "pytorch": (_file_present(PYTORCH_NAME), _read_pytorch_bin),
+    "safetensors": (_file_present(SAFETENSORS_NAME), _in_dir(SAFETENSORS_NAME, _read_safetensors_file)),
+    "pytorch": (_file_present(PYTORCH_NAME), _in_dir(PYTORCH_NAME, _read_pytorch_file)),
+    "oneflow": (_file_present(ONEFLOW_PICKLE), _read_oneflow_save),
+    "tensorflow": (_tf_present, _read_tf_dir),
+    "oneflow-legacy": (lambda d: bool(_legacy_folders(d)), lambda d, c: read_legacy_snapshot(d, c)[0]),
 }
 FORMAT_HINTS = {
     "safetensors": SAFETENSORS_NAME,
     "pytorch": PYTORCH_NAME,
+    "oneflow": f"a oneflow.save directory: {ONEFLOW_PICKLE} + tensor folders",
+    "tensorflow": f"a TF checkpoint: {TF_INDEX} + {TF_PREFIX}.index/.data-*",
+    "oneflow-legacy": f"a legacy OneFlow snapshot: one folder per variable with an `{LEGACY_BLOB}` file",
 }
 
 
@@ -157,6 +492,53 @@ FORMAT_HINTS = {
 def save_safetensors(state, directory):
     from safetensors.numpy import save_file
     save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, os.path.join(directory, SAFETENSORS_NAME))
+
+
+def save_tf_checkpoint(tf_state, directory, prefix=TF_PREFIX):
+    """Write {Google name: array} as a TF1 checkpoint `directory/prefix` (so that
+    tf.train.load_variable(prefix, "bert/embeddings/word_embeddings") works), and the `checkpoint`
+    index file naming it, which TF's tools look for in a directory."""
+    tf = _tensorflow()
+    with tf.Graph().as_default():
+        feeds, assigns = {}, []
+        for name, value in tf_state.items():
+            var = tf.compat.v1.get_variable(name, shape=value.shape, dtype=tf.as_dtype(value.dtype),
+                                            initializer=tf.compat.v1.zeros_initializer())
+            # fed, not baked into the graph as constants (TF graphs are capped at 2 GB)
+            placeholder = tf.compat.v1.placeholder(var.dtype.base_dtype, value.shape)
+            feeds[placeholder] = value
+            assigns.append(var.assign(placeholder))
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as session:
+            session.run(assigns, feeds)
+            saver.save(session, os.path.join(directory, prefix), write_meta_graph=False, write_state=False)
+    write_text_atomic(os.path.join(directory, TF_INDEX),
+                      f'model_checkpoint_path: "{prefix}"\nall_model_checkpoint_paths: "{prefix}"\n')
+
+
+def oneflow_state_keys(state):
+    """HF names -> the state-dict keys of the model class that has exactly these tensors: a bare
+    BertModel owns `embeddings.*` (no `bert.` prefix); every model with a head owns `bert.*`."""
+    if all(k.startswith("bert.") for k in state):
+        return {k[len("bert."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def save_oneflow(state, directory):
+    """oneflow.save of the model's state dict into `directory` (a plain oneflow.load reads it back)."""
+    flow = backend.framework("oneflow")
+    flow.save({k: flow.tensor(np.ascontiguousarray(v)) for k, v in oneflow_state_keys(state).items()}, directory)
+
+
+def summary(state):
+    """'N tensors, P parameters, B bytes' of a numpy state dict."""
+    params = sum(int(v.size) for v in state.values())
+    size = sum(int(v.nbytes) for v in state.values())
+    return f"{len(state)} tensors, {params:,} parameters, {size:,} bytes"
+
+
+def write_json_atomic(path, obj):
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def write_text_atomic(path, text):
@@ -184,6 +566,9 @@ def atomic_dir(directory):
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make the finished directory private
     try:
         yield tmp
     except BaseException:

@@ -7,7 +7,6 @@ padding mask already added (masked keys hold about -10000, which `distillation.p
 
 Only the shared subset of the two frameworks' APIs is used; `backend.framework()` says which one.
 """
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -52,12 +51,7 @@ class BertConfig:
 
     @classmethod
     def from_json_file(cls, path):
-        with open(path, encoding="utf-8") as f:
-            try:
-                d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e})") from e
-        return cls.from_dict(d)
+        return cls.from_dict(checkpoint.read_json(path))
 
     def to_dict(self):
         d = asdict(self)
@@ -65,8 +59,7 @@ class BertConfig:
         return {**extra, **d, "model_type": "bert"}
 
     def save(self, directory):
-        checkpoint.write_text_atomic(os.path.join(directory, checkpoint.CONFIG_NAME),
-                                     json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        checkpoint.write_json_atomic(os.path.join(directory, checkpoint.CONFIG_NAME), self.to_dict())
 
     @property
     def head_size(self):
@@ -208,6 +201,10 @@ class BertModelOutput(NamedTuple):
     attentions: List[object]      # num_layers tensors [B, heads, L, L]: scores before softmax
 
 
+def _some(names, most=20):
+    return ", ".join(names[:most]) + (" ..." if len(names) > most else "")
+
+
 class PreTrainedBert(nn.Module):
     """Initialisation, loading and saving shared by every model class below."""
 
@@ -255,10 +252,11 @@ class PreTrainedBert(nn.Module):
             raise ValueError(f"{source}: " + "; ".join(wrong))
         missing = [k for k in own if k not in state]
         required = [k for k in missing if not k.startswith(self.optional_prefixes)]
-        if required:
-            raise ValueError(f"{source}: missing {len(required)} required tensor(s): {', '.join(required[:20])}"
-                             + (" ..." if len(required) > 20 else ""))
         unexpected = [k for k in state if k not in own]
+        if required:
+            # the unused names usually show the naming slip that made the others missing
+            raise ValueError(f"{source}: missing {len(required)} required tensor(s): {_some(required)}"
+                             + (f"; unexpected: {_some(unexpected)}" if unexpected else ""))
         n = len(self.state_prefix)
         tensors = {k[n:]: flow.from_numpy(checkpoint.as_float32(v).copy()) for k, v in state.items() if k in own}
         self.load_state_dict(tensors, strict=False)
