@@ -42,7 +42,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import List, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -313,7 +313,8 @@ def _token_ids(tokenizer, texts):
     """Word-piece ids of every text, without special tokens: (flat int32 ids, lengths)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise GlueDataError(f"{type(tokenizer).__name__} is not a fast tokenizer; build one with glue.tokenizer_from_dir")
+        raise GlueDataError(f"{type(tokenizer).__name__} is not a fast tokenizer; "
+                            "build one with glue.tokenizer_from_dir")
     encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # _fast skips character offsets
     ids = [e.ids for e in encode(texts, add_special_tokens=False)]
     lengths = np.fromiter(map(len, ids), np.int64, len(ids))
@@ -497,7 +498,8 @@ def compute_metrics(task, preds, labels, names=None):
     if preds.shape != labels.shape:
         raise GlueDataError(f"{task}: {preds.shape[0]} predictions for {labels.shape[0]} labels")
     if len(labels) == 0 or unlabeled.any():
-        raise GlueDataError(f"{task}: labels are missing ({int(unlabeled.sum())} of {len(labels)} unlabeled; a test split?)")
+        raise GlueDataError(f"{task}: labels are missing ({int(unlabeled.sum())} of {len(labels)} unlabeled; "
+                            "a test split?)")
     out = {}
     for name in names or TASK_METRICS[processor.task][0]:
         if name in COMBINED:
@@ -830,6 +832,23 @@ def _is_ofrecord_dir(path):
     return os.path.isdir(path) and any(PART_RE.match(n) for n in os.listdir(path))
 
 
+def _read_checked(split_dir, processor, split, max_seq_length):
+    """read_ofrecord, refusing records of another split, another length or another kind of task."""
+    want = processor.record_dir_name(split)
+    prefix = PART_RE.match(os.path.basename(part_files(split_dir)[0]))["prefix"]
+    if prefix != want:
+        raise GlueDataError(f"{split_dir}: holds {prefix} records; split {split!r} is {want}.of_record-<i>")
+    features = read_ofrecord(split_dir)
+    if max_seq_length is not None and features.max_seq_length != max_seq_length:
+        raise GlueDataError(f"{split_dir}: records hold {features.max_seq_length} tokens, "
+                            f"max_seq_length={max_seq_length} was asked for")
+    if features.is_regression != processor.is_regression:
+        kind = "a regression" if processor.is_regression else "a classification"
+        raise GlueDataError(f"{split_dir}: {'float' if features.is_regression else 'integer'} labels, "
+                            f"but {processor.task} is {kind} task")
+    return features
+
+
 def load_features(path, task, split="train", tokenizer=None, max_seq_length=None, skip_bad_rows=False):
     """Features of `split` from a tsv task directory, an OFRecord task directory or an OFRecord split directory.
 
@@ -840,14 +859,7 @@ def load_features(path, task, split="train", tokenizer=None, max_seq_length=None
     record_dir = os.path.join(path, processor.record_dir_name(split))
     for candidate in (path, record_dir):
         if _is_ofrecord_dir(candidate):
-            features = read_ofrecord(candidate)
-            if max_seq_length is not None and features.max_seq_length != max_seq_length:
-                raise GlueDataError(f"{candidate}: records hold {features.max_seq_length} tokens, "
-                                    f"max_seq_length={max_seq_length} was asked for")
-            if features.is_regression != processor.is_regression:
-                raise GlueDataError(f"{candidate}: {'float' if features.is_regression else 'integer'} labels, "
-                                    f"but {task} is {'a regression' if processor.is_regression else 'a classification'} task")
-            return features
+            return _read_checked(candidate, processor, split, max_seq_length)
     if not os.path.isfile(processor.split_path(path, split)):
         raise GlueDataError(f"{path}: neither {processor.split_files[split][0]} nor OFRecord part files "
                             f"(in {path} or {record_dir})")

@@ -29,7 +29,8 @@ def process_task(task, args, tokenizer):
     data_dir = os.path.join(args.glue_dir, processor.dir_name)
     splits = split_list(processor, data_dir, args.splits)
     if not splits:
-        raise glue.GlueDataError(f"{data_dir}: none of {', '.join(processor.split_files[s][0] for s in processor.splits)}")
+        files = ", ".join(processor.split_files[s][0] for s in processor.splits)
+        raise glue.GlueDataError(f"{data_dir}: none of {files}")
     for split in splits:
         examples = processor.read_examples(data_dir, split, skip_bad_rows=args.skip_bad_rows)
         features = glue.convert_examples_to_features(examples, tokenizer, args.max_seq_length, processor)

@@ -85,7 +85,8 @@ def mnli_row(i, label, width):
 
 def test_mnli_and_qqp_processors_on_small_files(tmp_path):
     mnli = tmp_path / "MNLI"
-    write(str(mnli / "train.tsv"), "h\t" * 11 + "gold_label\n" + mnli_row(0, "neutral", 12) + mnli_row(1, "entailment", 12))
+    write(str(mnli / "train.tsv"),
+          "h\t" * 11 + "gold_label\n" + mnli_row(0, "neutral", 12) + mnli_row(1, "entailment", 12))
     write(str(mnli / "dev_matched.tsv"), "h\t" * 15 + "gold_label\n" + mnli_row(0, "contradiction", 16))
     write(str(mnli / "dev_mismatched.tsv"), "h\t" * 15 + "gold_label\n" + mnli_row(7, "neutral", 16) * 2)
     write(str(mnli / "test_matched.tsv"), "h\t" * 9 + "h\n" + mnli_row(3, None, 11))
@@ -232,7 +233,8 @@ def toy_features(n=53, width=24, seed=0):
 
 def test_batches_pad_to_the_longest_row_and_cover_every_row():
     f = toy_features()
-    for kwargs in [{}, {"shuffle": True, "seed": 3}, {"shuffle": True, "group_by_length": True}, {"group_by_length": True}]:
+    orders = [{}, {"shuffle": True, "seed": 3}, {"shuffle": True, "group_by_length": True}, {"group_by_length": True}]
+    for kwargs in orders:
         seen = []
         for batch in glue.iter_batches(f, 8, **kwargs):
             index = batch["index"]
@@ -435,6 +437,8 @@ def test_load_features_takes_tsv_or_ofrecord(tmp_path, tokenizer, small_tasks, m
         glue.load_features(str(tmp_path / "out" / "RTE"), "rte", "dev", max_seq_length=64)
     with pytest.raises(glue.GlueDataError, match="integer labels, but sts-b is a regression task"):
         glue.load_features(str(tmp_path / "out" / "RTE"), "sts-b", "dev")
+    with pytest.raises(glue.GlueDataError, match=r"eval: holds eval records; split 'train' is train.of_record-<i>"):
+        glue.load_features(str(tmp_path / "out" / "RTE" / "eval"), "rte", "train")
     with pytest.raises(glue.GlueDataError, match="tsv input needs a tokenizer"):
         glue.load_features(str(glue_dir), "rte", "dev")
     with pytest.raises(glue.GlueDataError, match="neither train.tsv nor OFRecord part files"):
