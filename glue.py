@@ -354,7 +354,7 @@ def _encode_chunk(tokenizer, examples, max_seq_length):
 
 def label_array(examples, label_list):
     """label_ids of `examples`: indices into label_list (int64, -1 if None), or floats for regression."""
-    if label_list in ([None], []):
+    if list(label_list) in ([None], []):
         return np.array([np.nan if e.label is None else float(e.label) for e in examples], np.float32)
     index = {label: i for i, label in enumerate(label_list)}
     out = np.empty(len(examples), np.int64)
