@@ -1,0 +1,871 @@
+"""GLUE for every stage: task processors, features, batches, metrics and OFRecord files, framework-free.
+
+Public API (the contract the training, distillation and augmentation stages rely on):
+
+- `get_processor(task)`: task names are case-insensitive: cola, sst-2, mrpc, sts-b, qqp, mnli, mnli-mm,
+  qnli, rte, wnli (the GLUE directory names, e.g. "SST-2", work too). A processor has
+  `labels` (list; `[None]` for the regression task STS-B), `is_regression`, `num_labels`,
+  `text_columns` (columns of train.tsv that hold text; what data augmentation rewrites),
+  `has_header` (of train/dev/train_aug; every GLUE test.tsv has one), `dir_name` (the GLUE folder),
+  `splits` and `read_examples(data_dir, split, skip_bad_rows=False)` -> [InputExample(guid, text_a,
+  text_b, label)]. Splits: train, dev, test, train_aug (+ dev_mismatched, test_mismatched for mnli;
+  mnli-mm's dev/test *are* the mismatched files). Test examples have label None.
+  `train_aug.tsv` (written by data augmentation) keeps train.tsv's columns and its header line.
+- `tokenizer_from_dir(model_dir, do_lower_case=None)`: BertTokenizerFast from the model's vocab.txt;
+  lower-casing from tokenizer_config.json / config.json, else inferred (a vocab without upper case is uncased).
+- `convert_examples_to_features(examples, tokenizer, max_seq_length, label_list_or_processor)` ->
+  `Features`: numpy input_ids, input_mask, segment_ids (int32 [N, max_seq_length]), label_ids (int64, -1
+  where unlabeled; float32 for regression, NaN where unlabeled), `lengths`, `num_truncated`.
+  `[CLS] a [SEP] b [SEP]`; pairs are truncated longest-first exactly as BERT's `_truncate_seq_pair`.
+- `iter_batches(features, batch_size, shuffle=, seed=, epoch=, group_by_length=)`: dicts of numpy arrays
+  padded to the longest sequence of each batch, plus `index` (rows of `features`).
+- `load_features(path, task, split, tokenizer=None, max_seq_length=None)`: a tsv task directory, an
+  OFRecord task directory (`OUT/<TASK>/`) or one OFRecord split directory (`OUT/<TASK>/<split>/`).
+- `compute_metrics(task, preds, labels)` -> dict; `best_metric_name(task)`; the table is TASK_METRICS.
+- OFRecord: `write_ofrecord(features, split_dir, num_parts)` / `read_ofrecord(split_dir)`. Layout as the
+  original: `OUT/<TASK>/{train,train_aug,eval,test}/<split>.of_record-<i>`; each record is an int64
+  little-endian length, then an `oneflow.OFRecord` protobuf with int32 input_ids, input_mask,
+  segment_ids, label_ids (float for regression) and is_real_example. Both directions are written here
+  with numpy from the protobuf wire format, so the PyTorch backend never needs OneFlow.
+
+Bad input raises GlueDataError naming file:line and the row (or, with skip_bad_rows, is counted and
+reported once per file); truncation is counted and reported once per call.
+"""
+import contextlib
+import functools
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+import checkpoint
+
+logger = logging.getLogger("glue")
+
+
+class GlueDataError(ValueError):
+    pass
+
+
+class InputExample(NamedTuple):
+    guid: str
+    text_a: str
+    text_b: Optional[str]
+    label: object  # a label string, a float (regression) or None (test)
+
+
+# ----------------------------------------------------------------------------------------------
+# Processors: one table row per task
+# ----------------------------------------------------------------------------------------------
+# split -> (tsv file name, OFRecord directory name); "dev" becomes "eval" as in the original layout.
+BASE_SPLITS = {"train": ("train.tsv", "train"), "train_aug": ("train_aug.tsv", "train_aug"),
+               "dev": ("dev.tsv", "eval"), "test": ("test.tsv", "test")}
+MNLI_SPLITS = dict(BASE_SPLITS, dev=("dev_matched.tsv", "eval"), test=("test_matched.tsv", "test"),
+                   dev_mismatched=("dev_mismatched.tsv", "eval_mismatched"),
+                   test_mismatched=("test_mismatched.tsv", "test_mismatched"))
+MNLI_MM_SPLITS = dict(BASE_SPLITS, dev=MNLI_SPLITS["dev_mismatched"], test=MNLI_SPLITS["test_mismatched"])
+
+
+@dataclass
+class Processor:
+    task: str                # canonical lower-case name
+    dir_name: str            # folder under the GLUE data directory
+    labels: list             # [None]: regression
+    text_columns: list       # text_a (, text_b) columns of train/dev/train_aug
+    label_column: int
+    has_header: bool         # of train/dev/train_aug; test.tsv always has one
+    num_columns: int = 0     # files without a header: their width (with a header, the header's width)
+    test_text_columns: Optional[list] = None  # when test.tsv lays its text out differently
+    split_files: dict = None
+
+    def __post_init__(self):
+        self.split_files = self.split_files or BASE_SPLITS
+        self.test_text_columns = self.test_text_columns or self.text_columns
+
+    @property
+    def is_regression(self):
+        return self.labels == [None]
+
+    @property
+    def num_labels(self):
+        return len(self.labels)
+
+    @property
+    def splits(self):
+        return list(self.split_files)
+
+    def _split(self, split):
+        if split not in self.split_files:
+            raise GlueDataError(f"{self.task}: unknown split {split!r}; valid: {', '.join(self.split_files)}")
+        return self.split_files[split]
+
+    def split_path(self, data_dir, split):
+        return os.path.join(data_dir, self._split(split)[0])
+
+    def record_dir_name(self, split):
+        return self._split(split)[1]
+
+    def parse_label(self, cell):
+        """The label of one tsv cell; ValueError saying why it is not one."""
+        if self.is_regression:
+            value = float(cell)  # ValueError for a non-number
+            if not math.isfinite(value):
+                raise ValueError(f"score {cell!r} is not a finite number")
+            return value
+        if cell not in self.labels:
+            raise ValueError(f"unknown label {cell!r} (expected one of {', '.join(self.labels)})")
+        return cell
+
+    def read_examples(self, data_dir, split, skip_bad_rows=False):
+        path = self.split_path(data_dir, split)
+        labeled = not split.startswith("test")
+        header, rows = read_tsv(path, has_header=self.has_header or not labeled)
+        cols = self.text_columns if labeled else self.test_text_columns
+        width = self._check_header(path, header, cols, labeled)
+        examples, bad = [], []
+        for i, (line, fields) in enumerate(rows):
+            try:
+                if len(fields) != width:
+                    raise ValueError(f"{len(fields)} columns, expected {width}")
+                label = self.parse_label(fields[self.label_column]) if labeled else None
+            except ValueError as e:
+                if not skip_bad_rows:
+                    raise GlueDataError(f"{path}:{line}: {e}: {_show_row(fields)}") from None
+                bad.append(f"line {line}: {e}")
+                continue
+            text_b = fields[cols[1]] if len(cols) > 1 else None
+            examples.append(InputExample(f"{split}-{i}", fields[cols[0]], text_b, label))
+        if bad:
+            logger.warning("%s: skipped %d bad rows (first: %s)", path, len(bad), bad[0])
+        if not examples:
+            raise GlueDataError(f"{path}: no usable examples in split {split!r}")
+        return examples
+
+    def _check_header(self, path, header, cols, labeled):
+        """The row width this file must have, after checking that its header fits this task."""
+        if header is None:
+            return self.num_columns
+        needed = max(cols + ([self.label_column] if labeled else []))
+        if needed >= len(header):
+            raise GlueDataError(f"{path}:1: header has {len(header)} columns but {self.task} reads column "
+                                f"{needed}: {_show_row(header)}")
+        if labeled:
+            # A header cell that parses as a label means the file has no header (e.g. a train_aug.tsv
+            # written without train.tsv's header line): reading on would silently drop a row.
+            try:
+                self.parse_label(header[self.label_column])
+            except ValueError:
+                pass  # a column name, as expected
+            else:
+                raise GlueDataError(f"{path}:1: expected a header line ({self.task} files have one), "
+                                    f"got a data row: {_show_row(header)}")
+        return len(header)
+
+
+_BIN = ["0", "1"]
+_NLI = ["entailment", "not_entailment"]
+PROCESSORS = {p.task: p for p in [
+    Processor("cola", "CoLA", _BIN, [3], 1, has_header=False, num_columns=4, test_text_columns=[1]),
+    Processor("sst-2", "SST-2", _BIN, [0], 1, has_header=True, test_text_columns=[1]),
+    Processor("mrpc", "MRPC", _BIN, [3, 4], 0, has_header=True),
+    Processor("sts-b", "STS-B", [None], [7, 8], 9, has_header=True),
+    Processor("qqp", "QQP", _BIN, [3, 4], 5, has_header=True, test_text_columns=[1, 2]),
+    Processor("mnli", "MNLI", ["contradiction", "entailment", "neutral"], [8, 9], -1, has_header=True,
+              split_files=MNLI_SPLITS),
+    Processor("mnli-mm", "MNLI", ["contradiction", "entailment", "neutral"], [8, 9], -1, has_header=True,
+              split_files=MNLI_MM_SPLITS),
+    Processor("qnli", "QNLI", _NLI, [1, 2], 3, has_header=True),
+    Processor("rte", "RTE", _NLI, [1, 2], 3, has_header=True),
+    Processor("wnli", "WNLI", _BIN, [1, 2], 3, has_header=True),
+]}
+
+
+def get_processor(task):
+    key = task.lower()
+    if key not in PROCESSORS:
+        raise GlueDataError(f"unknown GLUE task {task!r}; valid tasks: {', '.join(PROCESSORS)}")
+    return PROCESSORS[key]
+
+
+def _show_row(fields, limit=200):
+    text = "\t".join(fields)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def read_tsv(path, has_header):
+    """(header fields or None, [(line number, fields)]) of a GLUE tsv: tab-separated, no quoting.
+
+    GLUE text holds unbalanced quotes (STS-B), so quote characters are data, as the GLUE readers treat
+    them (csv with quoting off); only '\\n' ends a line (str.splitlines would also split on \\x0b etc.).
+    """
+    if not os.path.isfile(path):
+        raise GlueDataError(f"{path}: file not found")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise GlueDataError(f"{path}:{line}: bytes that are not UTF-8 ({e.reason}: "
+                            f"{data[e.start:e.end]!r})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline after the last row (CoLA's dev.tsv has none)
+    rows = [(n, line.rstrip("\r").split("\t")) for n, line in enumerate(lines, start=1)]
+    header = None
+    if has_header and rows:
+        header = rows.pop(0)[1]
+        header[0] = header[0].lstrip("\ufeff")  # MRPC's header starts with a BOM
+    return header, rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer and features
+# ----------------------------------------------------------------------------------------------
+def tokenizer_from_dir(model_dir, do_lower_case=None):
+    """transformers' BertTokenizerFast over `model_dir`/vocab.txt, cased or not as the model was trained."""
+    from transformers import BertTokenizerFast
+    vocab = checkpoint.find_vocab(model_dir)
+    if vocab is None:
+        raise FileNotFoundError(f"{model_dir}: no {checkpoint.VOCAB_NAME} in this model directory")
+    if do_lower_case is None:
+        do_lower_case = lower_case_of(model_dir, vocab)
+    # transformers 5 takes the vocabulary as `vocab=`; `vocab_file=` is silently ignored there.
+    return BertTokenizerFast(vocab=vocab, do_lower_case=do_lower_case)
+
+
+def lower_case_of(model_dir, vocab_path):
+    for name in ("tokenizer_config.json", checkpoint.CONFIG_NAME):
+        path = os.path.join(model_dir, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                try:
+                    value = json.load(f).get("do_lower_case")
+                except (json.JSONDecodeError, AttributeError) as e:
+                    raise GlueDataError(f"{path}: not a JSON object ({e})") from None
+            if value is not None:
+                return bool(value)
+    with open(vocab_path, encoding="utf-8") as f:
+        tokens = [t.strip() for t in f]
+    # An uncased vocabulary has no upper-case token besides the bracketed specials ([CLS], ...).
+    return not any(t != t.lower() and not (t.startswith("[") and t.endswith("]")) for t in tokens)
+
+
+@dataclass
+class Features:
+    input_ids: np.ndarray    # int32 [N, max_seq_length]
+    input_mask: np.ndarray   # int32 [N, max_seq_length], 1 on real tokens
+    segment_ids: np.ndarray  # int32 [N, max_seq_length]
+    label_ids: np.ndarray    # int64 [N] (-1: unlabeled) or float32 [N] for regression (NaN: unlabeled)
+    num_truncated: int = 0
+
+    def __post_init__(self):
+        shape = self.input_ids.shape
+        for name in ("input_ids", "input_mask", "segment_ids"):
+            a = getattr(self, name)
+            if a.ndim != 2 or a.shape != shape:
+                raise GlueDataError(f"features: {name} has shape {a.shape}, expected {shape} (2-D, as input_ids)")
+        if self.label_ids.shape != shape[:1]:
+            raise GlueDataError(f"features: label_ids has shape {self.label_ids.shape}, expected ({shape[0]},)")
+
+    def __len__(self):
+        return len(self.input_ids)
+
+    @property
+    def max_seq_length(self):
+        return self.input_ids.shape[1]
+
+    @property
+    def lengths(self):
+        return self.input_mask.sum(axis=1, dtype=np.int32)
+
+    @property
+    def is_regression(self):
+        return self.label_ids.dtype.kind == "f"
+
+    def select(self, index):
+        return Features(self.input_ids[index], self.input_mask[index], self.segment_ids[index],
+                        self.label_ids[index])
+
+
+def truncated_lengths(len_a, len_b, budget):
+    """How many tokens of a and of b survive BERT's `_truncate_seq_pair` (pop from the longer, b on
+    ties) with `budget` tokens in all, for whole arrays at once."""
+    half_lo, half_hi = budget // 2, (budget + 1) // 2
+    fits = len_a + len_b <= budget
+    a_short = len_a <= half_lo  # then only b is cut
+    b_short = len_b <= half_lo
+    keep_a = np.where(fits | a_short, len_a, np.where(b_short, budget - len_b, half_hi))
+    keep_b = np.where(fits | b_short, len_b, np.where(a_short, budget - len_a, half_lo))
+    return keep_a, keep_b
+
+
+def _token_ids(tokenizer, texts):
+    """Word-piece ids of every text, without special tokens: (flat int32 ids, lengths)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise GlueDataError(f"{type(tokenizer).__name__} is not a fast tokenizer; "
+                            "build one with glue.tokenizer_from_dir")
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # _fast skips character offsets
+    ids = [e.ids for e in encode(texts, add_special_tokens=False)]
+    lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+    return np.fromiter(itertools.chain.from_iterable(ids), np.int32, int(lengths.sum())), lengths
+
+
+def _scatter(out, flat, lengths, keep, first_col):
+    """out[r, first_col[r] + j] = r's j-th token for j < keep[r]: the first keep[r] of lengths[r] tokens."""
+    rows = np.repeat(np.arange(len(keep)), keep)
+    within = np.arange(int(keep.sum())) - np.repeat(np.cumsum(keep) - keep, keep)
+    starts = np.cumsum(lengths) - lengths
+    out[rows, np.repeat(np.broadcast_to(first_col, keep.shape), keep) + within] = flat[np.repeat(starts, keep) + within]
+
+
+def _encode_chunk(tokenizer, examples, max_seq_length):
+    """input_ids, input_mask, segment_ids and the number truncated for one chunk of examples."""
+    n = len(examples)
+    flat_a, len_a = _token_ids(tokenizer, [e.text_a for e in examples])
+    texts_b = [e.text_b or "" for e in examples]
+    flat_b, len_b = _token_ids(tokenizer, texts_b) if any(texts_b) else (np.zeros(0, np.int32), np.zeros(n, np.int64))
+    has_b = len_b > 0  # as BERT's run_classifier: a text_b without tokens makes no pair
+    budget = np.where(has_b, max_seq_length - 3, max_seq_length - 2)
+    keep_a, keep_b = truncated_lengths(len_a, len_b, budget)
+    rows = np.arange(n)
+    ids = np.full((n, max_seq_length), tokenizer.pad_token_id, np.int32)
+    ids[:, 0] = tokenizer.cls_token_id
+    _scatter(ids, flat_a, len_a, keep_a, 1)
+    ids[rows, keep_a + 1] = tokenizer.sep_token_id
+    _scatter(ids, flat_b, len_b, keep_b, keep_a + 2)
+    ids[rows[has_b], (keep_a + keep_b + 2)[has_b]] = tokenizer.sep_token_id
+    length = keep_a + 2 + np.where(has_b, keep_b + 1, 0)
+    cols = np.arange(max_seq_length)[None, :]
+    mask = cols < length[:, None]
+    segments = (cols >= (keep_a + 2)[:, None]) & mask & has_b[:, None]
+    return ids, mask.astype(np.int32), segments.astype(np.int32), int((len_a + len_b > budget).sum())
+
+
+def label_array(examples, label_list):
+    """label_ids of `examples`: indices into label_list (int64, -1 if None), or floats for regression."""
+    if list(label_list) in ([None], []):
+        return np.array([np.nan if e.label is None else float(e.label) for e in examples], np.float32)
+    index = {label: i for i, label in enumerate(label_list)}
+    out = np.empty(len(examples), np.int64)
+    for i, e in enumerate(examples):
+        if e.label is not None and e.label not in index:
+            raise GlueDataError(f"example {e.guid}: unknown label {e.label!r} (expected one of {label_list})")
+        out[i] = -1 if e.label is None else index[e.label]
+    return out
+
+
+def convert_examples_to_features(examples, tokenizer, max_seq_length, label_list, chunk_size=8192):
+    """Features of `examples`; `label_list` is a list of labels or a Processor."""
+    if isinstance(label_list, Processor):
+        label_list = label_list.labels
+    if max_seq_length < 3:
+        raise GlueDataError(f"max_seq_length={max_seq_length}: needs room for [CLS] and two [SEP] (at least 3)")
+    n = len(examples)
+    arrays = [np.empty((n, max_seq_length), np.int32) for _ in range(3)]
+    truncated = 0
+    with tqdm(total=n, unit="rows", desc="features", disable=None, leave=False) as bar:
+        for start in range(0, n, chunk_size):
+            chunk = _encode_chunk(tokenizer, examples[start:start + chunk_size], max_seq_length)
+            for out, part in zip(arrays, chunk):
+                out[start:start + chunk_size] = part
+            truncated += chunk[3]
+            bar.update(min(chunk_size, n - start))
+    if truncated:
+        logger.warning("%d of %d examples were longer than max_seq_length=%d and were truncated",
+                       truncated, n, max_seq_length)
+    return Features(*arrays, label_array(examples, label_list), num_truncated=truncated)
+
+
+# ----------------------------------------------------------------------------------------------
+# Batches with dynamic padding
+# ----------------------------------------------------------------------------------------------
+def batch_order(lengths, batch_size, shuffle=False, seed=0, epoch=0, group_by_length=False,
+                drop_last=False, group_size=50):
+    """Lists of row indices, one per batch.
+
+    With group_by_length, rows of similar length share a batch so that padding to the batch's longest
+    row costs little: when shuffling, rows are shuffled, cut into groups of `group_size` batches, each
+    group sorted by length, and the batches shuffled again; without shuffling, all rows are sorted
+    (longest first). The RNG depends only on (seed, epoch), so a resumed run sees the same batches.
+    """
+    if batch_size < 1:
+        raise GlueDataError(f"batch_size={batch_size}: must be at least 1")
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths)) if shuffle else np.arange(len(lengths))
+    if group_by_length:
+        span = batch_size * group_size if shuffle else max(len(order), 1)
+        order = np.concatenate([g[np.argsort(-lengths[g], kind="stable")]
+                                for g in np.split(order, range(span, len(order), span))])
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
+    if shuffle and group_by_length:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def iter_batches(features, batch_size, shuffle=False, seed=0, epoch=0, group_by_length=False, drop_last=False,
+                 group_size=50):
+    """Dicts of numpy arrays (input_ids, input_mask, segment_ids [B, longest in batch], label_ids, index);
+    the order is batch_order's."""
+    lengths = features.lengths
+    for index in batch_order(lengths, batch_size, shuffle, seed, epoch, group_by_length, drop_last, group_size):
+        width = int(lengths[index].max())
+        yield {"input_ids": features.input_ids[index, :width], "input_mask": features.input_mask[index, :width],
+               "segment_ids": features.segment_ids[index, :width], "label_ids": features.label_ids[index],
+               "index": index}
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics: task -> metrics -> the one that picks the best checkpoint
+# ----------------------------------------------------------------------------------------------
+def _sklearn(name, averaged=False):
+    def metric(preds, labels):
+        import sklearn.metrics  # imported on first use: every stage imports glue, few compute metrics
+        score = getattr(sklearn.metrics, name)
+        if not averaged:
+            return float(score(labels, preds))
+        # Binary tasks score the positive class; with more classes, the mean over classes.
+        binary = max(preds.max(initial=0), labels.max(initial=0)) <= 1
+        return float(score(labels, preds, average="binary" if binary else "macro", zero_division=0))
+    return metric
+
+
+def _correlation(name):
+    def metric(preds, labels):
+        import scipy.stats
+        if np.ptp(preds) == 0 or np.ptp(labels) == 0:
+            return 0.0  # undefined for constant input; 0 like sklearn's MCC, so comparisons stay valid
+        return float(getattr(scipy.stats, name)(preds, labels)[0])
+    return metric
+
+
+METRIC_FUNCTIONS = {
+    "acc": _sklearn("accuracy_score"),
+    "mcc": _sklearn("matthews_corrcoef"),
+    "f1": _sklearn("f1_score", averaged=True),
+    "precision": _sklearn("precision_score", averaged=True),
+    "recall": _sklearn("recall_score", averaged=True),
+    "pearson": _correlation("pearsonr"),
+    "spearman": _correlation("spearmanr"),
+}
+# Averages of other metrics, reported as the GLUE leaderboard and TinyBERT do.
+COMBINED = {"acc_and_f1": ("acc", "f1"), "corr": ("pearson", "spearman")}
+
+# task: (metrics reported, metric that picks the best checkpoint) -- TinyBERT's choice of the latter.
+TASK_METRICS = {
+    "cola": (("mcc",), "mcc"),
+    "sst-2": (("acc",), "acc"),
+    "mrpc": (("acc", "f1", "acc_and_f1"), "acc"),
+    "sts-b": (("pearson", "spearman", "corr"), "corr"),
+    "qqp": (("acc", "f1", "acc_and_f1"), "acc"),
+    "mnli": (("acc",), "acc"),
+    "mnli-mm": (("acc",), "acc"),
+    "qnli": (("acc",), "acc"),
+    "rte": (("acc",), "acc"),
+    "wnli": (("acc",), "acc"),
+}
+
+
+def best_metric_name(task):
+    return TASK_METRICS[get_processor(task).task][1]
+
+
+def compute_metrics(task, preds, labels, names=None):
+    """{metric: value} of `preds` (label indices, logits [N, C], or regression scores) against `labels`.
+
+    `names` overrides the task's list from TASK_METRICS (e.g. a results file that wants precision too).
+    """
+    processor = get_processor(task)
+    preds, labels = np.asarray(preds), np.asarray(labels)
+    if processor.is_regression:
+        preds, labels = preds.reshape(len(preds), -1)[:, 0].astype(np.float64), labels.astype(np.float64)
+        unlabeled = np.isnan(labels)
+    else:
+        preds = preds.argmax(axis=-1) if preds.ndim == 2 else preds
+        unlabeled = labels < 0
+    if preds.shape != labels.shape:
+        raise GlueDataError(f"{task}: {preds.shape[0]} predictions for {labels.shape[0]} labels")
+    if len(labels) == 0 or unlabeled.any():
+        raise GlueDataError(f"{task}: labels are missing ({int(unlabeled.sum())} of {len(labels)} unlabeled; "
+                            "a test split?)")
+    out = {}
+    for name in names or TASK_METRICS[processor.task][0]:
+        if name in COMBINED:
+            parts = [out.get(p, METRIC_FUNCTIONS[p](preds, labels)) for p in COMBINED[name]]
+            out[name] = float(np.mean(parts))
+        elif name in METRIC_FUNCTIONS:
+            out[name] = METRIC_FUNCTIONS[name](preds, labels)
+        else:
+            raise GlueDataError(f"unknown metric {name!r}; valid: {', '.join([*METRIC_FUNCTIONS, *COMBINED])}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# OFRecord: protobuf wire format written and read with numpy
+# ----------------------------------------------------------------------------------------------
+# oneflow/core/record/record.proto: OFRecord{map<string, Feature> feature = 1}; Feature{oneof kind:
+# bytes_list = 1, float_list = 2, double_list = 3, int32_list = 4, int64_list = 5}; each XList{repeated
+# value = 1 [packed = true]}.
+FLOAT_LIST, DOUBLE_LIST, INT32_LIST, INT64_LIST = 2, 3, 4, 5
+FIXED_WIDTH = {FLOAT_LIST: "<f4", DOUBLE_LIST: "<f8"}
+VARINT_DTYPE = {INT32_LIST: np.int32, INT64_LIST: np.int64}
+PART_RE = re.compile(r"^(?P<prefix>.+)\.of_record-(?P<index>\d+)$")
+RECORD_FEATURES = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real_example")
+SERIALIZE_CHUNK = 4096  # records encoded at once; bounds the [rows, values, bytes] scratch array
+
+
+def _varint(n):
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def encode_varints(values):
+    """Protobuf varints of an integer array [N, K]: (bytes of each row concatenated as uint8, row byte counts).
+
+    Negative numbers take ten bytes, as protobuf writes int32/int64 (two's complement on 64 bits).
+    """
+    v = np.ascontiguousarray(values, dtype=np.int64).view(np.uint64)
+    nbytes = np.ones(v.shape, np.int64)
+    rest = v >> np.uint64(7)
+    while rest.any():
+        nbytes += rest > 0
+        rest >>= np.uint64(7)
+    k = np.arange(int(nbytes.max(initial=1)), dtype=np.uint64)
+    groups = ((v[..., None] >> (np.uint64(7) * k)) & np.uint64(0x7F)).astype(np.uint8)
+    groups |= (k[None, None, :] < (nbytes[..., None] - 1).astype(np.uint64)).astype(np.uint8) << 7
+    return groups[k[None, None, :] < nbytes[..., None].astype(np.uint64)], nbytes.sum(axis=1)
+
+
+def decode_varints(data, what="varints"):
+    """All varints of a uint8 array, as uint64 (reinterpret as int64 / int32 as the field's type says)."""
+    if len(data) == 0:
+        return np.zeros(0, np.uint64)
+    last = data < 0x80
+    if not last[-1]:
+        raise GlueDataError(f"{what}: truncated varint")
+    ends = np.flatnonzero(last)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    position = np.arange(len(data)) - np.repeat(starts, ends - starts + 1)  # byte i's place in its varint
+    if position.max() >= 10:
+        raise GlueDataError(f"{what}: varint longer than 10 bytes")
+    parts = (data & 0x7F).astype(np.uint64) << (np.uint64(7) * position.astype(np.uint64))
+    return np.bitwise_or.reduceat(parts, starts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _entry_prefix(key, kind, payload_len):
+    """The bytes of one map entry of OFRecord.feature up to its packed values (which follow)."""
+    values = b"\x0a" + _varint(payload_len)                          # XList.value, packed
+    feature = bytes([kind << 3 | 2]) + _varint(len(values) + payload_len)  # Feature.<kind>_list
+    entry = b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(len(feature) + len(values) + payload_len)
+    return b"\x0a" + _varint(len(entry) + len(feature) + len(values) + payload_len) + entry + feature + values
+
+
+def _feature_columns(features):
+    """(name, protobuf list kind, [N, K] values) of each record feature, as the original writes them."""
+    n = len(features)
+    if features.is_regression:
+        label = (FLOAT_LIST, features.label_ids.astype(np.float32).reshape(n, 1))
+    else:
+        label = (INT32_LIST, features.label_ids.astype(np.int32).reshape(n, 1))
+    return [("input_ids", INT32_LIST, features.input_ids), ("input_mask", INT32_LIST, features.input_mask),
+            ("segment_ids", INT32_LIST, features.segment_ids), ("label_ids", *label),
+            ("is_real_example", INT32_LIST, np.ones((n, 1), np.int32))]
+
+
+def serialize_records(features, start, stop):
+    """Each record of rows [start, stop) with its int64 little-endian length in front."""
+    columns = []
+    for name, kind, values in _feature_columns(features):
+        block = values[start:stop]
+        if kind in FIXED_WIDTH:
+            flat = np.ascontiguousarray(block, FIXED_WIDTH[kind]).view(np.uint8).reshape(-1)
+            counts = np.full(len(block), block.shape[1] * np.dtype(FIXED_WIDTH[kind]).itemsize)
+        else:
+            flat, counts = encode_varints(block)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).tolist()
+        columns.append((name.encode(), kind, flat.tobytes(), offsets))
+    out = []
+    for i in range(stop - start):
+        record = b"".join(_entry_prefix(key, kind, offsets[i + 1] - offsets[i]) + data[offsets[i]:offsets[i + 1]]
+                          for key, kind, data, offsets in columns)
+        out.append(len(record).to_bytes(8, "little") + record)
+    return out
+
+
+@contextlib.contextmanager
+def _replaced_dir(directory):
+    """Yield a temporary sibling that replaces `directory` whole on success.
+
+    Unlike checkpoint.atomic_dir this carries nothing over: part files of an older, larger run would
+    otherwise survive beside the new ones and be read as data.
+    """
+    directory = os.path.abspath(directory)
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=os.path.dirname(directory))
+    try:
+        yield tmp
+        old = None
+        if os.path.exists(directory):
+            old = directory + ".old-" + os.path.basename(tmp)
+            os.rename(directory, old)
+        os.rename(tmp, directory)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_ofrecord(features, split_dir, num_parts=1):
+    """`split_dir`/<name>.of_record-0 ... (name = the directory's name: train, eval, ...); returns the paths."""
+    if num_parts < 1:
+        raise GlueDataError(f"num_parts={num_parts}: must be at least 1")
+    prefix = os.path.basename(os.path.normpath(split_dir))
+    bounds = np.linspace(0, len(features), num_parts + 1).astype(int)
+    names = [f"{prefix}.of_record-{p}" for p in range(num_parts)]
+    with _replaced_dir(split_dir) as tmp, \
+            tqdm(total=len(features), unit="rows", desc=f"write {prefix}", disable=None, leave=False) as bar:
+        for name, start, stop in zip(names, bounds[:-1], bounds[1:]):
+            with open(os.path.join(tmp, name), "wb") as f:
+                for chunk in range(start, stop, SERIALIZE_CHUNK):
+                    end = min(chunk + SERIALIZE_CHUNK, stop)
+                    f.writelines(serialize_records(features, chunk, end))
+                    bar.update(end - chunk)
+    return [os.path.join(split_dir, name) for name in names]
+
+
+def part_files(split_dir):
+    """The part files of an OFRecord split directory, in part order; an error if there are none or gaps."""
+    if not os.path.isdir(split_dir):
+        raise GlueDataError(f"{split_dir}: OFRecord directory not found")
+    parts = {}
+    for name in os.listdir(split_dir):
+        m = PART_RE.match(name)
+        if m:
+            parts.setdefault(m["prefix"], {})[int(m["index"])] = os.path.join(split_dir, name)
+    if not parts:
+        raise GlueDataError(f"{split_dir}: no OFRecord part files (<split>.of_record-<i>)")
+    if len(parts) > 1:
+        raise GlueDataError(f"{split_dir}: part files of several splits ({', '.join(sorted(parts))})")
+    (prefix, by_index), = parts.items()
+    missing = sorted(set(range(max(by_index) + 1)) - set(by_index))
+    if missing:
+        raise GlueDataError(f"{split_dir}: {prefix}.of_record-{missing[0]} is missing (OneFlow reads parts 0..n-1)")
+    return [by_index[i] for i in range(len(by_index))]
+
+
+def _read_varint(buf, pos, path):
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise GlueDataError(f"{path}: truncated protobuf (varint at byte {pos})")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(buf, pos, end, path):
+    """(field number, start, stop) of each length-delimited field in buf[pos:end]."""
+    while pos < end:
+        tag, pos = _read_varint(buf, pos, path)
+        if tag & 7 != 2:
+            raise GlueDataError(f"{path}: byte {pos}: field {tag >> 3} has wire type {tag & 7}; "
+                                "OFRecord holds only length-delimited fields (packed lists)")
+        size, pos = _read_varint(buf, pos, path)
+        if pos + size > end:
+            raise GlueDataError(f"{path}: byte {pos}: field of {size} bytes runs past its message")
+        yield tag >> 3, pos, pos + size
+        pos += size
+
+
+def _parse_entry(buf, entry_start, entry_end, path):
+    """(name, kind, start, stop) of one OFRecord.feature map entry; start:stop holds its packed values."""
+    key = kind = None
+    for field, start, stop in _fields(buf, entry_start, entry_end, path):
+        if field == 1:
+            key = buf[start:stop].decode()
+        elif field == 2:
+            lists = list(_fields(buf, start, stop, path))  # Feature: one <kind>_list
+            if len(lists) != 1:
+                raise GlueDataError(f"{path}: byte {start}: a feature with {len(lists)} value lists")
+            kind, vstart, vend = lists[0]
+            values = list(_fields(buf, vstart, vend, path))  # <kind>_list: packed values, absent if empty
+            span = (values[0][1], values[0][2]) if values else (vstart, vstart)
+    if key is None or kind is None:
+        raise GlueDataError(f"{path}: byte {entry_start}: a feature without a name or a value")
+    return key, kind, *span
+
+
+class _EntryHeaders:
+    """Entry headers already parsed: the bytes before an entry's values decide its name, kind and size.
+
+    Records of one file repeat a few headers (they differ only in the byte count of the values), so a
+    dictionary lookup replaces most of the byte-by-byte parsing; only canonical headers, the ones
+    protobuf and write_ofrecord produce, are remembered.
+    """
+    LIMIT = 100_000
+
+    def __init__(self):
+        self.known, self.sizes = {}, []
+
+    def lookup(self, buf, pos):
+        for size in self.sizes:
+            hit = self.known.get(buf[pos:pos + size])
+            if hit:
+                return hit
+        return None
+
+    def add(self, buf, pos, key, kind, start, stop):
+        header = _entry_prefix(key.encode(), kind, stop - start)
+        if len(self.known) < self.LIMIT and start - pos == len(header) and buf[pos:start] == header:
+            self.known[header] = (key, kind, len(header), stop - start)
+            if len(header) not in self.sizes:
+                self.sizes.append(len(header))
+
+
+def _parse_record(buf, pos, end, path, out, headers):
+    """Append (kind, start, stop) of each feature's packed values to out[name]."""
+    while pos < end:
+        hit = headers.lookup(buf, pos)
+        if hit:
+            key, kind, header_size, size = hit
+            start, stop = pos + header_size, pos + header_size + size
+            if stop > end:
+                raise GlueDataError(f"{path}: byte {pos}: feature {key!r} runs past its record")
+            next_pos = stop
+        else:
+            (_, entry_start, next_pos), = itertools.islice(_fields(buf, pos, end, path), 1)
+            key, kind, start, stop = _parse_entry(buf, entry_start, next_pos, path)
+            headers.add(buf, pos, key, kind, start, stop)
+        out.setdefault(key, []).append((kind, start, stop))
+        pos = next_pos
+
+
+def _decode_feature(name, spans, buf, path):
+    """[N, K] array of one feature from the (kind, start, stop) of its values in every record."""
+    kinds = {kind for kind, _, _ in spans}
+    if len(kinds) != 1 or not kinds <= {*FIXED_WIDTH, *VARINT_DTYPE}:
+        raise GlueDataError(f"{path}: feature {name!r} has list kinds {sorted(kinds)}; "
+                            "expected one of float, double, int32, int64")
+    kind = kinds.pop()
+    data = np.frombuffer(b"".join(buf[s:e] for _, s, e in spans), np.uint8)
+    sizes = np.array([e - s for _, s, e in spans])
+    if kind in FIXED_WIDTH:
+        values = data.view(FIXED_WIDTH[kind])
+        counts = sizes // np.dtype(FIXED_WIDTH[kind]).itemsize
+    else:
+        values = decode_varints(data, f"{path}: feature {name!r}").view(np.int64).astype(VARINT_DTYPE[kind])
+        ends = np.cumsum(sizes)
+        if len(data) and not (data[ends[sizes > 0] - 1] < 0x80).all():
+            raise GlueDataError(f"{path}: feature {name!r}: a record's values end inside a varint")
+        terminators = np.concatenate([[0], np.cumsum(data < 0x80)])
+        counts = terminators[ends] - terminators[ends - sizes]
+    if len(set(counts.tolist())) > 1:
+        raise GlueDataError(f"{path}: feature {name!r} has {counts.min()} to {counts.max()} values per record; "
+                            "expected a fixed length")
+    return values.reshape(len(spans), -1)
+
+
+def read_ofrecord_file(path):
+    """{feature name: [N, K] numpy array} of one part file."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    pos, spans, count, headers = 0, {}, 0, _EntryHeaders()
+    while pos < len(buf):
+        if pos + 8 > len(buf):
+            raise GlueDataError(f"{path}: truncated record length at byte {pos}")
+        size = int.from_bytes(buf[pos:pos + 8], "little")
+        if pos + 8 + size > len(buf):
+            raise GlueDataError(f"{path}: record {count} at byte {pos} needs {size} bytes, the file ends first")
+        _parse_record(buf, pos + 8, pos + 8 + size, path, spans, headers)
+        pos, count = pos + 8 + size, count + 1
+        missing = [name for name, s in spans.items() if len(s) != count]
+        if missing:
+            raise GlueDataError(f"{path}: record {count - 1} lacks feature(s) {', '.join(missing)}")
+    return {name: _decode_feature(name, s, buf, path) for name, s in spans.items()}
+
+
+def read_ofrecord(split_dir):
+    """Features of an OFRecord split directory (records marked is_real_example=0 are padding, dropped)."""
+    columns = {}
+    for path in tqdm(part_files(split_dir), unit="parts", desc="read OFRecord", disable=None, leave=False):
+        part = read_ofrecord_file(path)
+        missing = [name for name in RECORD_FEATURES if name not in part]
+        if part and missing:
+            raise GlueDataError(f"{path}: records without feature(s) {', '.join(missing)}")
+        for name, values in part.items():
+            columns.setdefault(name, []).append(values)
+    if not columns:
+        raise GlueDataError(f"{split_dir}: no records in its part files")
+    arrays = {name: np.concatenate(columns[name]) for name in RECORD_FEATURES}
+    labels = arrays["label_ids"][:, 0]
+    labels = labels.astype(np.float32) if labels.dtype.kind == "f" else labels.astype(np.int64)
+    real = arrays["is_real_example"][:, 0] != 0
+    return Features(arrays["input_ids"][real].astype(np.int32), arrays["input_mask"][real].astype(np.int32),
+                    arrays["segment_ids"][real].astype(np.int32), labels[real])
+
+
+# ----------------------------------------------------------------------------------------------
+# One entry point for training stages: tsv or OFRecord
+# ----------------------------------------------------------------------------------------------
+def _is_ofrecord_dir(path):
+    return os.path.isdir(path) and any(PART_RE.match(n) for n in os.listdir(path))
+
+
+def _read_checked(split_dir, processor, split, max_seq_length):
+    """read_ofrecord, refusing records of another split, another length or another kind of task."""
+    want = processor.record_dir_name(split)
+    prefix = PART_RE.match(os.path.basename(part_files(split_dir)[0]))["prefix"]
+    if prefix != want:
+        raise GlueDataError(f"{split_dir}: holds {prefix} records; split {split!r} is {want}.of_record-<i>")
+    features = read_ofrecord(split_dir)
+    if max_seq_length is not None and features.max_seq_length != max_seq_length:
+        raise GlueDataError(f"{split_dir}: records hold {features.max_seq_length} tokens, "
+                            f"max_seq_length={max_seq_length} was asked for")
+    if features.is_regression != processor.is_regression:
+        kind = "a regression" if processor.is_regression else "a classification"
+        raise GlueDataError(f"{split_dir}: {'float' if features.is_regression else 'integer'} labels, "
+                            f"but {processor.task} is {kind} task")
+    return features
+
+
+def load_features(path, task, split="train", tokenizer=None, max_seq_length=None, skip_bad_rows=False):
+    """Features of `split` from a tsv task directory, an OFRecord task directory or an OFRecord split directory.
+
+    `tokenizer` (a tokenizer or a model directory) and `max_seq_length` are needed for tsv input; for
+    OFRecord input, a given max_seq_length must match the files'.
+    """
+    processor = get_processor(task)
+    record_dir = os.path.join(path, processor.record_dir_name(split))
+    for candidate in (path, record_dir):
+        if _is_ofrecord_dir(candidate):
+            return _read_checked(candidate, processor, split, max_seq_length)
+    if not os.path.isfile(processor.split_path(path, split)):
+        raise GlueDataError(f"{path}: neither {processor.split_files[split][0]} nor OFRecord part files "
+                            f"(in {path} or {record_dir})")
+    if tokenizer is None or max_seq_length is None:
+        raise GlueDataError(f"{processor.split_path(path, split)}: tsv input needs a tokenizer and max_seq_length")
+    if isinstance(tokenizer, str):
+        tokenizer = tokenizer_from_dir(tokenizer)
+    examples = processor.read_examples(path, split, skip_bad_rows=skip_bad_rows)
+    return convert_examples_to_features(examples, tokenizer, max_seq_length, processor)
