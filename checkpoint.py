@@ -55,27 +55,36 @@ def find_vocab(model_dir):
     return path if os.path.isfile(path) else None
 
 
-def load_tokenizer(model_dir):
-    """BertTokenizerFast from the directory's vocab.txt; lower-casing as the model was trained.
-
-    tokenizer_config.json's do_lower_case wins when present; otherwise a vocabulary without
-    ASCII capitals is taken as uncased (bert-base-uncased, TinyBERT, MiniLM)."""
-    import json
+def load_tokenizer(model_dir, do_lower_case=None):
+    """transformers' BertTokenizerFast over `model_dir`/vocab.txt, cased or not as the model was trained."""
     from transformers import BertTokenizerFast
     vocab = find_vocab(model_dir)
     if vocab is None:
         raise FileNotFoundError(f"{model_dir}: no {VOCAB_NAME} in this model directory")
-    lower = None
-    tok_cfg = os.path.join(model_dir, "tokenizer_config.json")
-    if os.path.isfile(tok_cfg):
-        with open(tok_cfg, encoding="utf-8") as f:
-            lower = json.load(f).get("do_lower_case")
-    if lower is None:
-        with open(vocab, encoding="utf-8") as f:
-            # ASCII capitals only: uncased vocabularies still hold a few symbols such as 'ℝ'
-            lower = not any(c.isascii() and c.isupper() for line in f if not line.startswith("[") for c in line)
-    # transformers 5 takes the vocabulary as `vocab` (older releases: `vocab_file`)
-    return BertTokenizerFast(vocab=vocab, do_lower_case=lower)
+    if do_lower_case is None:
+        do_lower_case = _lower_case_of(model_dir, vocab)
+    # transformers 5 takes the vocabulary as `vocab=`; given `vocab_file=` it silently builds an
+    # empty vocabulary and every word becomes [UNK].
+    return BertTokenizerFast(vocab=vocab, do_lower_case=do_lower_case)
+
+
+def _lower_case_of(model_dir, vocab_path):
+    """do_lower_case from tokenizer_config.json or config.json, else inferred from the vocabulary."""
+    import json
+    for name in ("tokenizer_config.json", CONFIG_NAME):
+        path = os.path.join(model_dir, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                try:
+                    value = json.load(f).get("do_lower_case")
+                except (json.JSONDecodeError, AttributeError) as e:
+                    raise CheckpointError(f"{path}: not a JSON object ({e})") from None
+            if value is not None:
+                return bool(value)
+    with open(vocab_path, encoding="utf-8") as f:
+        tokens = [t.strip() for t in f]
+    # An uncased vocabulary has no upper-case token besides the bracketed specials ([CLS], ...).
+    return not any(t != t.lower() and not (t.startswith("[") and t.endswith("]")) for t in tokens)
 
 
 def detect_format(model_dir):

@@ -34,7 +34,6 @@ reported once per file); truncation is counted and reported once per call.
 import contextlib
 import functools
 import itertools
-import json
 import logging
 import math
 import os
@@ -231,33 +230,8 @@ def read_tsv(path, has_header):
 # ----------------------------------------------------------------------------------------------
 # Tokenizer and features
 # ----------------------------------------------------------------------------------------------
-def tokenizer_from_dir(model_dir, do_lower_case=None):
-    """transformers' BertTokenizerFast over `model_dir`/vocab.txt, cased or not as the model was trained."""
-    from transformers import BertTokenizerFast
-    vocab = checkpoint.find_vocab(model_dir)
-    if vocab is None:
-        raise FileNotFoundError(f"{model_dir}: no {checkpoint.VOCAB_NAME} in this model directory")
-    if do_lower_case is None:
-        do_lower_case = lower_case_of(model_dir, vocab)
-    # transformers 5 takes the vocabulary as `vocab=`; `vocab_file=` is silently ignored there.
-    return BertTokenizerFast(vocab=vocab, do_lower_case=do_lower_case)
-
-
-def lower_case_of(model_dir, vocab_path):
-    for name in ("tokenizer_config.json", checkpoint.CONFIG_NAME):
-        path = os.path.join(model_dir, name)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                try:
-                    value = json.load(f).get("do_lower_case")
-                except (json.JSONDecodeError, AttributeError) as e:
-                    raise GlueDataError(f"{path}: not a JSON object ({e})") from None
-            if value is not None:
-                return bool(value)
-    with open(vocab_path, encoding="utf-8") as f:
-        tokens = [t.strip() for t in f]
-    # An uncased vocabulary has no upper-case token besides the bracketed specials ([CLS], ...).
-    return not any(t != t.lower() and not (t.startswith("[") and t.endswith("]")) for t in tokens)
+# The one implementation lives with the model directory layout.
+tokenizer_from_dir = checkpoint.load_tokenizer
 
 
 @dataclass

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# TinyBERT task distillation: stage 1 (intermediate layers) then stage 2 (prediction layer).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DATA_ROOT=${DATA_ROOT:-data/glue_data}                                      # GLUE tsv or OFRecord root
+dataset=${dataset:-SST-2}
+FT_BERT_BASE_DIR=${FT_BERT_BASE_DIR:-models/finetuned_teacher/$dataset}     # fine-tuned teacher
+GENERAL_TINYBERT_DIR=${GENERAL_TINYBERT_DIR:-models/2nd_General_TinyBERT_4L_312D_oneflow}
+TMP_STUDENT_DIR=${TMP_STUDENT_DIR:-models/student_model/$dataset/tmp}        # after stage 1
+STUDENT_DIR=${STUDENT_DIR:-models/student_model/$dataset}                    # after stage 2
+RESULT_DIR=${RESULT_DIR:-}                                                   # empty: STUDENT_DIR
+SERVE_FOR_ONLINE=${SERVE_FOR_ONLINE:-False}
+AUG_TRAIN=${AUG_TRAIN:-False}                                                # train on train_aug (data augmentation)
+BACKEND=${BACKEND:-oneflow}
+GPU=${GPU:-0}
+MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-64}
+BATCH_SIZE=${BATCH_SIZE:-32}
+STAGE1_EPOCHS=${STAGE1_EPOCHS:-}       # empty: the task's default (SST-2 4, CoLA 100, MRPC 30, ...)
+STAGE2_EPOCHS=${STAGE2_EPOCHS:-}
+TEMPERATURE=${TEMPERATURE:-1}
+EXTRA_ARGS=${EXTRA_ARGS:-}             # e.g. "--layer_map 2,4,6 --teacher_dtype bf16 --max_train_examples 8000"
+
+common=(--task_name "$dataset" --data_dir "$DATA_ROOT/$dataset" --teacher_model "$FT_BERT_BASE_DIR"
+        --max_seq_length "$MAX_SEQ_LENGTH" --train_batch_size "$BATCH_SIZE" --backend "$BACKEND" --overwrite)
+[ "$AUG_TRAIN" = "True" ] && common+=(--aug_train)
+
+bash setup_env.sh
+export CUDA_VISIBLE_DEVICES=$GPU
+.venv/bin/python task_distill.py --intermediate_distill "${common[@]}" \
+  --student_model "$GENERAL_TINYBERT_DIR" --output_dir "$TMP_STUDENT_DIR" \
+  ${STAGE1_EPOCHS:+--num_train_epochs $STAGE1_EPOCHS} $EXTRA_ARGS
+
+online=(); [ "$SERVE_FOR_ONLINE" = "True" ] && online=(--serve_for_online)
+.venv/bin/python task_distill.py --pred_distill "${common[@]}" "${online[@]}" \
+  --student_model "$TMP_STUDENT_DIR" --output_dir "$STUDENT_DIR" --temperature "$TEMPERATURE" \
+  ${STAGE2_EPOCHS:+--num_train_epochs $STAGE2_EPOCHS} $EXTRA_ARGS
+
+if [ -n "$RESULT_DIR" ] && [ "$RESULT_DIR" != "$STUDENT_DIR" ]; then
+  mkdir -p "$RESULT_DIR" && cp "$STUDENT_DIR/results_eval.json" "$RESULT_DIR/"
+fi
+echo "student: $STUDENT_DIR   results: ${RESULT_DIR:-$STUDENT_DIR}/results_eval.json"

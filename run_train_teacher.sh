@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Fine-tune a pretrained BERT on one GLUE task: the teacher of task distillation.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DATA_ROOT=${DATA_ROOT:-data/glue_data}                     # GLUE tsv (or OFRecord: data/glue_ofrecord)
+dataset=${dataset:-SST-2}
+BERT_BASE_DIR=${BERT_BASE_DIR:-models/bert-base-uncased}   # pretrained BERT (any weight format, see README)
+TEACHER_DIR=${TEACHER_DIR:-models/finetuned_teacher/$dataset}
+BACKEND=${BACKEND:-oneflow}
+GPU=${GPU:-0}                                              # CUDA_VISIBLE_DEVICES
+MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-128}
+LR=${LR:-2e-5}
+EPOCHS=${EPOCHS:-3}
+BATCH_SIZE=${BATCH_SIZE:-32}
+EXTRA_ARGS=${EXTRA_ARGS:-}                                  # e.g. "--max_train_examples 4000 --eval_step 100"
+
+bash setup_env.sh
+CUDA_VISIBLE_DEVICES=$GPU .venv/bin/python task_distill.py --finetune \
+  --task_name "$dataset" --data_dir "$DATA_ROOT/$dataset" \
+  --student_model "$BERT_BASE_DIR" --output_dir "$TEACHER_DIR" \
+  --max_seq_length "$MAX_SEQ_LENGTH" --train_batch_size "$BATCH_SIZE" \
+  --learning_rate "$LR" --num_train_epochs "$EPOCHS" --weight_decay 0.01 \
+  --serve_for_online --overwrite --backend "$BACKEND" $EXTRA_ARGS
