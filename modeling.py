@@ -246,8 +246,12 @@ class PreTrainedBert(nn.Module):
     def load_numpy_state_dict(self, state, source="state dict"):
         """Copy numpy arrays into the parameters; returns (missing, unexpected) names."""
         own = {self.state_prefix + k: v for k, v in self.state_dict().items()}
-        wrong = [f"parameter {k} has shape {tuple(state[k].shape)}, but the config needs {tuple(v.shape)}"
-                 for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+        misfit = {k for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)}
+        # A head of another shape (fit_dense for another teacher, a classifier for another task)
+        # is started afresh, like a missing one; the encoder itself must fit.
+        state = {k: v for k, v in state.items() if not (k in misfit and k.startswith(self.optional_prefixes))}
+        wrong = [f"parameter {k} has shape {tuple(state[k].shape)}, but the config needs {tuple(own[k].shape)}"
+                 for k in sorted(misfit) if k in state]
         if wrong:
             raise ValueError(f"{source}: " + "; ".join(wrong))
         missing = [k for k in own if k not in state]
@@ -266,11 +270,15 @@ class PreTrainedBert(nn.Module):
     @classmethod
     def from_pretrained(cls, model_dir, verbose=True, **kwargs):
         config = BertConfig.from_json_file(checkpoint.find_config(model_dir))
-        model = cls(config, **kwargs)
         state = checkpoint.load_state_dict(model_dir, config=config)
+        if "fit_size" in kwargs and kwargs["fit_size"] is None:
+            # as saved (a stage-1 student keeps its projection), else a square one nobody will use
+            saved = state.get("fit_dense.weight")
+            kwargs["fit_size"] = int(saved.shape[0]) if saved is not None else config.hidden_size
+        model = cls(config, **kwargs)
         missing, unexpected = model.load_numpy_state_dict(state, source=model_dir)
         if verbose and missing:
-            print(f"{cls.__name__}: initialised {len(missing)} tensor(s) absent from {model_dir}: "
+            print(f"{cls.__name__}: initialised {len(missing)} tensor(s) absent from {model_dir} or shaped otherwise: "
                   f"{', '.join(missing)}")
         if verbose and unexpected:
             print(f"{cls.__name__}: ignored {len(unexpected)} tensor(s) of {model_dir} it has no use for "
@@ -326,6 +334,7 @@ class TinyBertForSequenceClassification(PreTrainedBert):
     optional_prefixes = ("classifier.", "fit_dense.")
 
     def __init__(self, config: BertConfig, num_labels=None, fit_size=768):
+        """fit_size: the teacher's hidden size; from_pretrained(..., fit_size=None) takes the saved one."""
         super().__init__(config)
         num_labels = num_labels or config.extra.get("num_labels") or len(config.extra.get("id2label", {})) or 2
         config.extra["num_labels"] = num_labels

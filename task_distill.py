@@ -129,15 +129,15 @@ def load_models(args, processor, device):
     num_labels = processor.num_labels
     teacher = None
     if args.teacher_model:
-        teacher = modeling.TinyBertForSequenceClassification.from_pretrained(args.teacher_model, num_labels=num_labels)
+        teacher = modeling.TinyBertForSequenceClassification.from_pretrained(args.teacher_model, num_labels=num_labels,
+                                                                             fit_size=None)
         if any(k.startswith("classifier.") for k in teacher.missing_keys) and not args.allow_untrained_teacher:
             raise ValueError(f"teacher {args.teacher_model} has no classifier: it was never fine-tuned on "
                              f"{processor.task} (run run_train_teacher.sh first), or pass --allow_untrained_teacher")
         teacher.eval().to(device)
-    fit_size = teacher.config.hidden_size if teacher else None
     student_dir = args.student_model
     student = modeling.TinyBertForSequenceClassification.from_pretrained(
-        student_dir, num_labels=num_labels, fit_size=fit_size or _saved_fit_size(student_dir))
+        student_dir, num_labels=num_labels, fit_size=teacher.config.hidden_size if teacher else None)
     if teacher is not None:
         for field in ("vocab_size",):
             if getattr(teacher.config, field) != getattr(student.config, field):
@@ -152,16 +152,6 @@ def load_models(args, processor, device):
         student.config.extra["id2label"] = {str(i): str(label) for i, label in enumerate(processor.labels)}
         student.config.extra["label2id"] = {str(label): i for i, label in enumerate(processor.labels)}
     return teacher, student.to(device)
-
-
-def _saved_fit_size(model_dir):
-    """fit_dense's output size as saved, so a stage-1 student keeps its projection."""
-    try:
-        state = checkpoint.load_state_dict(model_dir)
-    except (FileNotFoundError, checkpoint.CheckpointError):
-        return 768
-    w = state.get("fit_dense.weight")
-    return int(w.shape[0]) if w is not None else 768
 
 
 # ----------------------------------------------------------------------------------------------
@@ -296,7 +286,7 @@ def evaluate(args, model, features, device, teacher=None, layer_map=None):
     logits, speed = predict(model, features, args, device)
     model.train()
     preds = logits if processor.is_regression else logits.argmax(-1)
-    return dict(glue.compute_metrics(args.task_name, preds, features.label_ids), examples_per_s=speed)
+    return dict(glue.compute_metrics(args.task_name, preds, features.label_ids), inference_examples_per_s=speed)
 
 
 def results_json(args, model, features, device):
@@ -393,7 +383,8 @@ def train(args, teacher_model, student, train_data, dev, device):
                 metrics = evaluate(args, student, dev, device, teacher, layer_map)
                 improved = checkpoint_now(metrics if "dev_loss" not in metrics else None)
                 log.append(step=state["global_step"], epoch=state["epoch"], lr=scheduler.get_last_lr()[0],
-                           **values, examples_per_s=round(speed, 1), **metrics)
+                           **values, examples_per_s=round(speed, 1),
+                           **{k if k.startswith("dev_") else f"dev_{k}": v for k, v in metrics.items()})
                 log.plot()
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                 bar.write(f"step {state['global_step']}: {shown}" + (" (saved)" if improved else ""))
@@ -418,7 +409,7 @@ def main(argv=None):
     if args.do_eval:
         dev = glue.load_features(args.data_dir, args.task_name, "dev", tokenizer, args.max_seq_length)
         model = modeling.TinyBertForSequenceClassification.from_pretrained(
-            args.student_model, num_labels=processor.num_labels, fit_size=_saved_fit_size(args.student_model)).to(device)
+            args.student_model, num_labels=processor.num_labels, fit_size=None).to(device)
         label_permutation(model, processor, "model", allow_remap=False)
         return write_results(args, model, dev, device)
     training.prepare_output_dir(args.output_dir, args.overwrite, args.resume)
@@ -429,7 +420,7 @@ def main(argv=None):
     state = train(args, teacher, student, train_data, dev, device)
     if args.pred_distill or args.finetune:
         best = modeling.TinyBertForSequenceClassification.from_pretrained(
-            args.output_dir, num_labels=processor.num_labels, fit_size=_saved_fit_size(args.output_dir),
+            args.output_dir, num_labels=processor.num_labels, fit_size=None,
             verbose=False).to(device)
         args.student_model = args.output_dir
         write_results(args, best, dev, device)

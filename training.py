@@ -59,7 +59,7 @@ class NonFiniteLoss(RuntimeError):
 
 def check_finite(step, terms):
     """Stop on a NaN/inf loss, naming the step and every loss term (the last good checkpoint stays)."""
-    values = {k: float(v) for k, v in terms.items()}
+    values = {k: float(v.detach()) if hasattr(v, "detach") else float(v) for k, v in terms.items()}
     if not all(math.isfinite(v) for v in values.values()):
         shown = ", ".join(f"{k}={v:.6g}" for k, v in values.items())
         raise NonFiniteLoss(f"non-finite loss at step {step}: {shown}; training stopped, "

@@ -9,6 +9,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 
+# Modules imported plainly in tests (task_distill, ...) bind to this backend; tests that compare
+# backends load their own copies with backend.import_for.
+os.environ.setdefault("BACKEND", "torch")
 import backend  # noqa: E402
 
 BACKENDS = list(backend.BACKENDS)
@@ -60,3 +63,26 @@ def random_batch(rng, vocab_size, batch=3, length=9):
     ids = ids * mask
     types = ((np.arange(length)[None, :] >= lengths[:, None] // 2) & (mask == 1)).astype(np.int64)
     return ids, types, mask
+
+
+def write_task_slice(directory, task_dir, n_train, n_dev, seed=0):
+    """A small GLUE task directory: the header and a seeded sample of rows of the real files."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(directory, exist_ok=True)
+    for split, n in (("train", n_train), ("dev", n_dev)):
+        with open(os.path.join(task_dir, f"{split}.tsv"), encoding="utf-8") as f:
+            header, *rows = f.read().splitlines()
+        picked = sorted(rng.choice(len(rows), size=min(n, len(rows)), replace=False))
+        with open(os.path.join(directory, f"{split}.tsv"), "w", encoding="utf-8") as f:
+            f.write("\n".join([header] + [rows[i] for i in picked]) + "\n")
+    return str(directory)
+
+
+def save_tiny_classifier(modeling, directory, vocab_file, layers=4, hidden=32, num_labels=2, **cfg):
+    """A random BERT classifier on the real uncased vocabulary, small enough for a test."""
+    config = modeling.BertConfig.from_dict(tiny_config_dict(
+        vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, intermediate_size=2 * hidden,
+        max_position_embeddings=128, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, **cfg))
+    model = modeling.TinyBertForSequenceClassification(config, num_labels=num_labels, fit_size=hidden)
+    model.save_pretrained(str(directory), vocab_file=vocab_file)
+    return str(directory)
