@@ -336,6 +336,7 @@ def train(args, teacher_model, student, train_data, dev, device):
             raise ValueError(f"{resume_dir} holds a {state['mode']} run; this is {mode_name(args)}")
         log.truncate_after(state["global_step"])
         print(f"resuming at epoch {state['epoch']}, step {state['global_step']}")
+    lap = time.perf_counter()  # train_seconds (in the log): teacher logits, training, evaluation; across resumes
     teacher_logits = None
     if args.pred_distill and not args.intermediate_distill and not args.reference_mode:
         teacher_logits = teacher.all_logits(train_data, args)
@@ -382,8 +383,10 @@ def train(args, teacher_model, student, train_data, dev, device):
             if state["global_step"] % eval_every == 0 or state["global_step"] == total_steps:
                 metrics = evaluate(args, student, dev, device, teacher, layer_map)
                 improved = checkpoint_now(metrics if "dev_loss" not in metrics else None)
+                state["train_seconds"] = state.get("train_seconds", 0.0) + time.perf_counter() - lap
+                lap = time.perf_counter()
                 log.append(step=state["global_step"], epoch=state["epoch"], lr=scheduler.get_last_lr()[0],
-                           **values, examples_per_s=round(speed, 1),
+                           train_seconds=round(state["train_seconds"], 1), **values, examples_per_s=round(speed, 1),
                            **{k if k.startswith("dev_") else f"dev_{k}": v for k, v in metrics.items()})
                 log.plot()
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())

@@ -1,0 +1,250 @@
+"""task_distill.py end to end on a slice of the real SST-2, with tiny random models; resume, guards."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import backend
+import checkpoint
+from conftest import ROOT, save_tiny_classifier, shared_path, write_task_slice
+
+import modeling  # bound to the torch backend (conftest sets BACKEND)
+import task_distill
+
+
+@pytest.fixture(scope="module")
+def sst2(tmp_path_factory):
+    return write_task_slice(tmp_path_factory.mktemp("data") / "SST-2", shared_path("glue_data", "SST-2"), 96, 48)
+
+
+@pytest.fixture(scope="module")
+def vocab(minilm_dir):
+    return os.path.join(minilm_dir, "vocab.txt")
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, sst2, vocab):
+    """A tiny teacher fine-tuned for one epoch by task_distill.py --finetune itself."""
+    root = tmp_path_factory.mktemp("teacher")
+    init = save_tiny_classifier(modeling, root / "init", vocab, layers=4, hidden=32)
+    task_distill.main(["--finetune", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", init,
+                       "--output_dir", str(root / "ft"), "--num_train_epochs", "1", "--learning_rate", "1e-3",
+                       "--serve_for_online"])
+    return str(root / "ft")
+
+
+def run(*argv):
+    return task_distill.main([str(a) for a in argv])
+
+
+def test_teacher_fine_tuning_writes_a_labelled_model_and_results(teacher):
+    cfg = json.load(open(os.path.join(teacher, "config.json")))
+    assert cfg["id2label"] == {"0": "0", "1": "1"} and cfg["num_labels"] == 2
+    results = json.load(open(os.path.join(teacher, "results_eval.json")))
+    for key in ("accuracy", "MCC", "precision", "recall", "f_1", "modelSize", "reasoningTime"):
+        assert key in results
+    assert results["num_examples"] == 48 and 0.0 <= results["accuracy"] <= 1.0
+    assert not os.path.exists(os.path.join(teacher, "resume"))  # --serve_for_online
+    assert "fit_dense.weight" not in checkpoint.load_state_dict(teacher)
+    log = open(os.path.join(teacher, "train_log.csv")).read().splitlines()
+    assert log[0].startswith("step,epoch,lr,train_seconds,cls_loss,loss") and "dev_acc" in log[0]
+    assert len(log) == 2  # one evaluation per epoch: 96 examples / 32 = 3 steps
+
+
+def test_two_stage_distillation_end_to_end(teacher, sst2, vocab, tmp_path, modeling_for):
+    student0 = save_tiny_classifier(modeling, tmp_path / "s0", vocab, layers=2, hidden=24)
+    run("--intermediate_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
+        "--student_model", student0, "--output_dir", tmp_path / "tmp", "--num_train_epochs", 2,
+        "--learning_rate", 1e-3)
+    log = open(tmp_path / "tmp" / "train_log.csv").read().splitlines()
+    header = log[0].split(",")
+    # stage 1 reports its loss terms on dev, not an accuracy of a classifier nobody trained yet
+    assert {"att_loss", "rep_loss", "dev_att_loss", "dev_rep_loss"} <= set(header) and "dev_acc" not in header
+    rep = [float(line.split(",")[header.index("dev_rep_loss")]) for line in log[1:]]
+    assert len(rep) == 2 and rep[1] < rep[0]  # the student's hidden states move towards the teacher's
+    tmp_state = checkpoint.load_state_dict(str(tmp_path / "tmp"))
+    assert tmp_state["fit_dense.weight"].shape == (32, 24)  # student 24 -> teacher 32
+
+    out = run("--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
+              "--student_model", tmp_path / "tmp", "--output_dir", tmp_path / "student", "--num_train_epochs", 2,
+              "--learning_rate", 1e-3, "--eval_step", 2, "--serve_for_online")
+    assert out["global_step"] == 6
+    results = json.load(open(tmp_path / "student" / "results_eval.json"))
+    log = open(tmp_path / "student" / "train_log.csv").read().splitlines()
+    accs = [float(line.split(",")[log[0].split(",").index("dev_acc")]) for line in log[1:]]
+    assert results["accuracy"] == pytest.approx(max(accs), abs=1e-6)  # the best checkpoint is what was kept
+    assert os.path.getsize(tmp_path / "student" / "curves.png") > 1000
+    # the student serves on either backend with the same predictions
+    flow_model = modeling_for("oneflow").TinyBertForSequenceClassification.from_pretrained(
+        str(tmp_path / "student"), fit_size=None, verbose=False).eval()
+    torch_model = modeling.TinyBertForSequenceClassification.from_pretrained(
+        str(tmp_path / "student"), fit_size=None, verbose=False).eval()
+    ids = np.array([[101, 2023, 3185, 2003, 2307, 102]])
+    of = backend.framework("oneflow")
+    import torch
+    with of.no_grad(), torch.no_grad():
+        a = flow_model(of.tensor(ids))[0].numpy()
+        b = torch_model(torch.tensor(ids))[0].numpy()
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_prediction_distillation_runs_the_teacher_once_per_example(teacher, sst2, vocab, tmp_path, monkeypatch):
+    calls = []
+    original = task_distill.Teacher.__call__
+
+    def counting(self, b, need_internals=True):
+        calls.append(len(b["input_ids"]))
+        return original(self, b, need_internals)
+    monkeypatch.setattr(task_distill.Teacher, "__call__", counting)
+    student0 = save_tiny_classifier(modeling, tmp_path / "s0", vocab, layers=2, hidden=24)
+    common = ["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
+              "--student_model", student0, "--num_train_epochs", 3, "--learning_rate", 1e-3]
+    run(*common, "--output_dir", tmp_path / "a")
+    assert sum(calls) == 96  # every training example once, for three epochs
+    calls.clear()
+    run(*common, "--output_dir", tmp_path / "b", "--reference_mode")
+    assert sum(calls) == 3 * 96  # the reference runs the teacher at every step
+
+
+def test_reference_mode_pads_to_max_seq_length(sst2, vocab):
+    args = task_distill.parse_args(["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2,
+                                    "--teacher_model", "t", "--student_model", "s", "--output_dir", "o"])
+    import glue
+    features = glue.load_features(sst2, "SST-2", "train", glue.tokenizer_from_dir(os.path.dirname(vocab)), 64)
+    dynamic = list(task_distill.batches(features, 32, args))
+    assert all(w == features.lengths[i].max() for i, w in dynamic) and max(w for _, w in dynamic) < 64
+    args.reference_mode = True
+    assert {w for _, w in task_distill.batches(features, 32, args)} == {64}
+    assert sorted(np.concatenate([i for i, _ in dynamic])) == list(range(96))
+
+
+def test_task_defaults_follow_the_original():
+    def parsed(task, *mode):
+        return task_distill.parse_args([*mode, "--task_name", task, "--data_dir", "d", "--teacher_model", "t",
+                                        "--student_model", "s", "--output_dir", "o"])
+    a = parsed("SST-2", "--pred_distill")
+    assert (a.learning_rate, a.num_train_epochs, a.weight_decay) == (2e-5, 4, 1e-4)
+    a = parsed("CoLA", "--pred_distill")
+    assert (a.learning_rate, a.num_train_epochs, a.weight_decay) == (7e-5, 100, 1e-4)
+    a = parsed("MRPC", "--pred_distill")
+    assert (a.learning_rate, a.num_train_epochs, a.weight_decay) == (2e-5, 30, 1e-3)
+    assert parsed("SST-2", "--intermediate_distill").learning_rate == 5e-5
+    with pytest.raises(SystemExit):
+        parsed("SST-2", "--pred_distill", "--finetune")
+
+
+# -- the mistakes caught before training ---------------------------------------------------------
+def test_untrained_teacher_is_refused(sst2, vocab, tmp_path):
+    bare = modeling.BertModel(modeling.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                                  num_attention_heads=4, intermediate_size=64))
+    bare.save_pretrained(str(tmp_path / "pretrained"), vocab_file=vocab)
+    student0 = save_tiny_classifier(modeling, tmp_path / "s0", vocab, layers=2, hidden=24)
+    argv = ["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", tmp_path / "pretrained",
+            "--student_model", student0, "--output_dir", tmp_path / "out", "--num_train_epochs", 1]
+    with pytest.raises(ValueError, match="has no classifier: it was never fine-tuned on sst-2"):
+        run(*argv)
+    run(*argv, "--allow_untrained_teacher", "--overwrite")
+
+
+def test_label_order_mismatch_is_refused_or_remapped(teacher, sst2, vocab, tmp_path):
+    import shutil
+    flipped = tmp_path / "flipped"
+    shutil.copytree(teacher, flipped)
+    cfg = json.load(open(flipped / "config.json"))
+    cfg["id2label"] = {"0": "1", "1": "0"}
+    (flipped / "config.json").write_text(json.dumps(cfg))
+    student0 = save_tiny_classifier(modeling, tmp_path / "s0", vocab, layers=2, hidden=24)
+    argv = ["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", flipped,
+            "--student_model", student0, "--output_dir", tmp_path / "out", "--num_train_epochs", 1]
+    with pytest.raises(ValueError, match=r"label order \['1', '0'\] differs from the task's \['0', '1'\]"):
+        run(*argv)
+    args = task_distill.parse_args([str(a) for a in argv] + ["--remap_teacher_labels"])
+    import glue
+    proc = glue.get_processor("SST-2")
+    t_model, _ = task_distill.load_models(args, proc, "cpu")
+    t = task_distill.Teacher(t_model, args, proc, "cpu")
+    b = {"input_ids": __import__("torch").tensor([[101, 2307, 102]]), "segment_ids": None, "input_mask": None}
+    raw = t_model(b["input_ids"])[0].detach().numpy()
+    assert np.allclose(t(b, need_internals=False)[0].numpy(), raw[:, ::-1])
+    cfg["id2label"] = {"0": "entailment", "1": "not_entailment"}
+    (flipped / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="was it fine-tuned on another task"):
+        run(*argv, "--overwrite")
+
+
+def test_different_vocabularies_are_refused(teacher, sst2, tmp_path):
+    other = tmp_path / "vocab.txt"
+    other.write_text("".join(f"w{i}\n" for i in range(30522)))
+    student0 = save_tiny_classifier(modeling, tmp_path / "s0", str(other), layers=2, hidden=24)
+    with pytest.raises(ValueError, match="vocab.txt of teacher .* and student .* differ"):
+        run("--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
+            "--student_model", student0, "--output_dir", tmp_path / "out")
+
+
+def test_non_empty_output_dir_is_refused(teacher, sst2, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="is not empty: pass --overwrite"):
+        run("--finetune", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", teacher,
+            "--output_dir", tmp_path / "out")
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_model(teacher, sst2, tmp_path):
+    with pytest.raises(Exception, match=r"non-finite loss at step \d+: cls_loss=(nan|inf)"):
+        run("--finetune", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", teacher,
+            "--output_dir", tmp_path / "out", "--num_train_epochs", 20, "--learning_rate", 1e12, "--eval_step", 1,
+            "--warmup_proportion", 0)
+    state = checkpoint.load_state_dict(str(tmp_path / "out"))
+    assert all(np.isfinite(v).all() for v in state.values())
+    assert json.load(open(tmp_path / "out" / "state.json"))["global_step"] >= 1
+
+
+# -- resume after a real kill, in subprocesses as a user would run it ------------------------------
+def _script(argv, env_backend="torch"):
+    env = dict(os.environ, BACKEND=env_backend, TF_CPP_MIN_LOG_LEVEL="3", GLOG_minloglevel="2")
+    return subprocess.run([sys.executable, os.path.join(ROOT, "task_distill.py"), *map(str, argv)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_resume_after_kill_gives_the_same_student(teacher, sst2, vocab, tmp_path):
+    student0 = save_tiny_classifier(modeling, tmp_path / "s0", vocab, layers=2, hidden=24)
+    common = ["--intermediate_distill", "--pred_distill", "--task_name", "SST-2", "--data_dir", sst2,
+              "--teacher_model", teacher, "--student_model", student0, "--num_train_epochs", 3,
+              "--learning_rate", 1e-3, "--eval_step", 2]
+    whole = _script(common + ["--output_dir", tmp_path / "whole"])
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    killed = _script(common + ["--output_dir", tmp_path / "killed", "--debug_kill_at_step", 5])
+    assert killed.returncode == -9  # SIGKILL mid-epoch (epoch 2 of 3, after the step-4 checkpoint)
+    resumed = _script(common + ["--output_dir", tmp_path / "killed", "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming at epoch 1, step 4" in resumed.stdout
+    a = checkpoint.load_state_dict(str(tmp_path / "whole" / "resume"))
+    b = checkpoint.load_state_dict(str(tmp_path / "killed" / "resume"))
+    assert a.keys() == b.keys() and max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-6
+    s0 = checkpoint.load_state_dict(student0)
+    assert float(np.abs(a["bert.encoder.layer.0.output.dense.weight"] -
+                        s0["bert.encoder.layer.0.output.dense.weight"]).max()) > 1e-4  # it did train
+    col = lambda p: [line.split(",")[4] for line in open(p).read().splitlines()]  # the loss column
+    assert col(tmp_path / "whole" / "train_log.csv") == col(tmp_path / "killed" / "train_log.csv")
+
+
+def test_two_stage_run_on_oneflow(teacher, sst2, vocab, tmp_path):
+    student0 = save_tiny_classifier(modeling, tmp_path / "s0", vocab, layers=2, hidden=24)
+    done = _script(["--intermediate_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
+                    "--student_model", student0, "--output_dir", tmp_path / "tmp", "--num_train_epochs", 1,
+                    "--max_train_examples", 32, "--learning_rate", 1e-3], env_backend="oneflow")
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = _script(["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
+                    "--student_model", tmp_path / "tmp", "--output_dir", tmp_path / "student", "--num_train_epochs", 1,
+                    "--max_train_examples", 32, "--learning_rate", 1e-3, "--backend", "oneflow"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.load(open(tmp_path / "student" / "results_eval.json"))
+    assert results["backend"] == "oneflow" and results["num_examples"] == 48
+    ev = _script(["--do_eval", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", tmp_path / "student",
+                  "--output_dir", tmp_path / "eval"])
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    again = json.load(open(tmp_path / "eval" / "results_eval.json"))
+    assert again["backend"] == "torch" and again["accuracy"] == results["accuracy"]
