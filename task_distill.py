@@ -355,6 +355,7 @@ def train(args, teacher_model, student, train_data, dev, device):
             training.save_checkpoint(resume_dir, student, optimizer, scheduler, state=state)
         return improved
 
+    amp = training.MixedPrecision(args.fp16, device)
     student.train()
     eval_every = args.eval_step or steps_per_epoch
     epochs = int(np.ceil(args.num_train_epochs))
@@ -367,12 +368,11 @@ def train(args, teacher_model, student, train_data, dev, device):
             if state["global_step"] >= total_steps:
                 break
             b = to_tensors(train_data, index, width, device, teacher_logits)
-            terms = step_losses(args, student, teacher, b, layer_map, processor.is_regression)
+            with amp.autocast():
+                terms = step_losses(args, student, teacher, b, layer_map, processor.is_regression)
             values = training.check_finite(state["global_step"] + 1, terms)
             optimizer.zero_grad()
-            terms["loss"].backward()
-            flow.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-            optimizer.step()
+            amp.backward_and_step(terms["loss"], student, optimizer)
             scheduler.step()
             state["global_step"] += 1
             state["step_in_epoch"] = i + 1

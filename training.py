@@ -6,6 +6,7 @@ Backend-neutral like modeling.py. A resumable checkpoint is one directory, writt
 plus `optimizer`, `scheduler` (framework save) and `state.json` (step, epoch, position in the epoch,
 best metric) and `rng.pkl` (Python, numpy and framework generators).
 """
+import contextlib
 import csv
 import json
 import math
@@ -51,6 +52,34 @@ def make_schedule(optimizer, total_steps, warmup_proportion=0.1, kind="linear"):
             return (step + 1) / max(1, warmup)
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
     return flow.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class MixedPrecision:
+    """fp16 autocast with a gradient scaler on CUDA (--fp16); plain fp32 steps otherwise.
+    Gradients are clipped to norm 1, as BERT's optimizer did."""
+
+    def __init__(self, enabled, device, max_grad_norm=1.0):
+        if enabled and not str(device).startswith("cuda"):
+            raise ValueError("--fp16 needs a CUDA GPU; on a CPU train in fp32 (and see --teacher_dtype bf16)")
+        self.enabled, self.device, self.max_grad_norm = enabled, str(device), max_grad_norm
+        self.scaler = flow.amp.GradScaler() if enabled else None
+
+    def autocast(self):
+        if not self.enabled:
+            return contextlib.nullcontext()
+        return flow.autocast("cuda", dtype=flow.float16)
+
+    def backward_and_step(self, loss, model, optimizer):
+        if not self.enabled:
+            loss.backward()
+            flow.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(optimizer)
+        flow.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
 
 class NonFiniteLoss(RuntimeError):

@@ -248,3 +248,27 @@ def test_two_stage_run_on_oneflow(teacher, sst2, vocab, tmp_path):
     assert ev.returncode == 0, ev.stderr[-2000:]
     again = json.load(open(tmp_path / "eval" / "results_eval.json"))
     assert again["backend"] == "torch" and again["accuracy"] == results["accuracy"]
+
+
+def test_bf16_teacher_stays_close_to_fp32_and_fp16_needs_a_gpu(teacher, sst2, vocab, tmp_path):
+    import glue
+    import torch
+    proc = glue.get_processor("SST-2")
+    base = ["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
+            "--student_model", teacher, "--output_dir", tmp_path / "o"]
+    outs = {}
+    for dtype in ("fp32", "bf16"):
+        args = task_distill.parse_args([str(a) for a in base] + ["--teacher_dtype", dtype])
+        t_model, _ = task_distill.load_models(args, proc, "cpu")
+        t = task_distill.Teacher(t_model, args, proc, "cpu")
+        b = {"input_ids": torch.tensor([[101, 2023, 3185, 2003, 2307, 102], [101, 2307, 102, 0, 0, 0]]),
+             "segment_ids": torch.zeros(2, 6, dtype=torch.long),
+             "input_mask": torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])}
+        logits, atts, reps = t(b)
+        assert logits.dtype == torch.float32 and atts[0].dtype == torch.float32
+        outs[dtype] = (logits.numpy(), reps[-1].numpy())
+    assert np.abs(outs["fp32"][0] - outs["bf16"][0]).max() < 0.05
+    assert 0 < np.abs(outs["fp32"][1] - outs["bf16"][1]).max() < 0.1  # bf16 did run, and stayed close
+    with pytest.raises(ValueError, match="--fp16 needs a CUDA GPU"):
+        run("--finetune", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", teacher,
+            "--output_dir", tmp_path / "fp16", "--fp16", "--num_train_epochs", 1)
