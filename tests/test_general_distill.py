@@ -1,0 +1,199 @@
+"""pregenerate_training_data.py and general_distill.py: BERT's instance rules on a corpus whose every
+token names its document, tokenization identical to the tokenizer's, determinism, crash safety, and
+general distillation end to end on both backends (losses, resume, the saved student)."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+import pregenerate_training_data as pregen
+from conftest import shared_path
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."]
+DOCS, WORDS = 8, 8
+
+
+# ----------------------------------------------------------------------------------------------
+# A corpus where the token "d3w5" belongs to document 3 ("d3w5x" is d3w5 ##x, a two-piece word)
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    docs = []
+    for d in range(DOCS):
+        sentences = []
+        for _ in range(14):
+            words = [f"d{d}w{rng.integers(WORDS)}" + ("x" if rng.random() < 0.2 else "")
+                     for _ in range(rng.integers(3, 10))]
+            sentences.append(" ".join(words))
+        docs.append(sentences)
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n\n".join("\n".join(s) for s in docs) + "\n")
+    return str(path), docs
+
+
+@pytest.fixture(scope="module")
+def vocab_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("vocab")
+    words = [f"d{d}w{w}" for d in range(DOCS) for w in range(WORDS)]
+    (directory / "vocab.txt").write_text("\n".join(SPECIALS + words + ["##x"]) + "\n")
+    return str(directory)
+
+
+def pregenerate(corpus_path, model_dir, out, *extra):
+    pregen.main(["--train_corpus", corpus_path, "--bert_model", model_dir, "--output_dir", str(out),
+                 "--max_seq_len", "32", "--seed", "7", *extra])
+
+
+def read_epoch(out, epoch=0):
+    with open(os.path.join(out, f"epoch_{epoch}.json")) as f:
+        lines = f.read().splitlines()
+    with open(os.path.join(out, f"epoch_{epoch}_metrics.json")) as f:
+        return lines, json.load(f)
+
+
+def docs_of(tokens):
+    return {int(t[1]) for t in tokens if re.fullmatch(r"d\dw\d", t)}
+
+
+def pieces(sentence):
+    return [p for word in sentence.split() for p in ([word[:-1], "##x"] if word.endswith("x") else [word])]
+
+
+def test_instances_follow_bert_rules(corpus, vocab_dir, tmp_path):
+    corpus_path, docs = corpus
+    pregenerate(corpus_path, vocab_dir, tmp_path, "--num_workers", "1", "--epochs_to_generate", "2",
+                "--masked_lm_prob", "0.15", "--short_seq_prob", "0.2")
+    streams = [" " + " ".join(p for s in doc for p in pieces(s)) + " " for doc in docs]
+    lines, metrics = read_epoch(tmp_path)
+    assert metrics == {"num_training_examples": len(lines), "max_seq_len": 32}
+    assert len(lines) > 40
+    random_next, masked_kinds = [], {"mask": 0, "same": 0, "other": 0}
+    for line in lines:
+        assert json.dumps(json.loads(line)) == line  # the layout json.dumps writes
+        x = json.loads(line)
+        tokens, seg = x["tokens"], x["segment_ids"]
+        sep = tokens.index("[SEP]")
+        assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and tokens.count("[SEP]") == 2
+        assert len(tokens) <= 32 and seg == [0] * (sep + 1) + [1] * (len(tokens) - sep - 1)
+        positions, labels = x["masked_lm_positions"], x["masked_lm_labels"]
+        assert positions == sorted(set(positions)) and not {0, sep, len(tokens) - 1} & set(positions)
+        assert len(positions) == min(20, max(1, round(len(tokens) * 0.15)))
+        original = list(tokens)
+        for p, label in zip(positions, labels):
+            original[p] = label
+            kind = "mask" if tokens[p] == "[MASK]" else "same" if tokens[p] == label else "other"
+            masked_kinds[kind] += 1
+        a, b = original[1:sep], original[sep + 1:-1]
+        (doc_a,), (doc_b,) = docs_of(a), docs_of(b)
+        # A and B are each a contiguous run of a document (truncation only trims their ends)
+        assert " " + " ".join(a) + " " in streams[doc_a] and " " + " ".join(b) + " " in streams[doc_b]
+        assert (doc_a != doc_b) == x["is_random_next"]
+        random_next.append(x["is_random_next"])
+    assert 0.3 < np.mean(random_next) < 0.9  # half of the multi-sentence chunks, plus all single ones
+    total = sum(masked_kinds.values())
+    assert 0.7 < masked_kinds["mask"] / total < 0.9 and masked_kinds["other"] > 0 and masked_kinds["same"] > 0
+    assert read_epoch(tmp_path, 1)[0] != lines  # each epoch draws anew
+
+
+def test_whole_word_masking_masks_every_piece(corpus, vocab_dir, tmp_path):
+    pregenerate(corpus[0], vocab_dir, tmp_path, "--num_workers", "1", "--epochs_to_generate", "1",
+                "--masked_lm_prob", "0.3", "--do_whole_word_mask")
+    whole_words = 0
+    for line in read_epoch(tmp_path)[0]:
+        x = json.loads(line)
+        original = list(x["tokens"])
+        for p, label in zip(x["masked_lm_positions"], x["masked_lm_labels"]):
+            original[p] = label
+        masked = set(x["masked_lm_positions"])
+        for p in masked:  # a masked word's "##x" is masked with it, and the other way round
+            if p + 1 < len(original) and original[p + 1] == "##x":
+                assert p + 1 in masked
+                whole_words += 1
+            if original[p] == "##x":  # unless A or B starts with the rest of a word
+                assert p - 1 in masked or original[p - 1] in ("[CLS]", "[SEP]")
+        assert len(masked) <= min(20, max(1, round(len(original) * 0.3)))
+    assert whole_words > 10
+
+
+def test_output_is_seeded_and_the_same_for_any_number_of_workers(corpus, vocab_dir, tmp_path):
+    pregenerate(corpus[0], vocab_dir, tmp_path / "one", "--num_workers", "1", "--epochs_to_generate", "1")
+    pregenerate(corpus[0], vocab_dir, tmp_path / "two", "--num_workers", "2", "--epochs_to_generate", "1")
+    pregen.main(["--train_corpus", corpus[0], "--bert_model", vocab_dir, "--output_dir", str(tmp_path / "seed"),
+                 "--max_seq_len", "32", "--seed", "8", "--num_workers", "1", "--epochs_to_generate", "1"])
+    one = (tmp_path / "one" / "epoch_0.json").read_bytes()
+    assert one == (tmp_path / "two" / "epoch_0.json").read_bytes()
+    assert one != (tmp_path / "seed" / "epoch_0.json").read_bytes()
+    assert sorted(os.listdir(tmp_path / "two")) == ["epoch_0.json", "epoch_0_metrics.json"]  # no workspace left
+
+
+def test_tokenization_equals_the_tokenizer(minilm_dir, tmp_path, monkeypatch):
+    """Space-separated chunks, tokenized once each, give the tokenizer's ids for whole sentences."""
+    with open(shared_path("corpus", "wikitext-2-raw", "wiki.valid.raw"), encoding="utf-8") as f:
+        sentences = [line.strip() for _, line in zip(range(400), f) if line.strip()]
+    sentences += ["two  spaces\tand a tab", "Café naïve façade", "東京タワー is tall", "the [MASK] token",
+                  "bell\x07 and\u200bzero width", "non\u00a0breaking", "a \u0301b", "x" * 150 + " long",
+                  "emoji 🙂 here", "ΣΊΣΥΦΟΣ", "  leading and trailing  "]
+    pregen.prepare_workspace(minilm_dir, None, str(tmp_path))
+    tokenizer = pregen.load_tokenizer(minilm_dir)
+    want = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in sentences]
+    monkeypatch.setattr(pregen, "_worker", {})
+    monkeypatch.setattr(pregen, "CHUNK_CACHE_SIZE", 50)  # cleared again and again on the way
+    got = []
+    for i in range(0, len(sentences), 7):
+        ids, lengths, ends = pregen.tokenize_documents((str(tmp_path), sentences[i:i + 7], [3]))
+        assert ends == [3] and lengths.sum() == len(ids)
+        bounds = [0] + np.cumsum(lengths).tolist()
+        got += [ids[start:stop].tolist() for start, stop in zip(bounds, bounds[1:])]
+    assert got == want
+    assert len(pregen._worker["cache"]) <= 50
+
+
+def test_wikitext_titles_start_documents_and_paragraphs_split_into_sentences(tmp_path):
+    with open(shared_path("corpus", "wikitext-2-raw", "wiki.valid.raw"), encoding="utf-8") as f:
+        lines = f.readlines()[:400]
+    (tmp_path / "wiki.raw").write_text("".join(lines), encoding="utf-8")
+    docs = list(pregen.read_documents([str(tmp_path / "wiki.raw")], "wikitext"))
+    titles = [line for line in lines if re.fullmatch(r" = [^=].* = \n", line)]
+    assert len(docs) == len(titles) >= 2
+    paragraphs = [line.strip() for line in lines if line.strip() and not line.strip().startswith("= ")]
+    sentences = [s for doc in docs for s in doc]
+    assert " ".join(sentences) == " ".join(paragraphs)  # nothing lost, headings left out
+    assert len(sentences) > 3 * len(paragraphs)
+    assert not any(re.search(r" [.?!] [A-Z]", s) for s in sentences)  # no sentence end left inside
+    assert sum(s.endswith(" .") for s in sentences) > 0.8 * len(sentences)
+
+
+def test_an_interrupted_run_leaves_no_epoch_file(corpus, vocab_dir, tmp_path, monkeypatch):
+    pregenerate(corpus[0], vocab_dir, tmp_path, "--num_workers", "1", "--epochs_to_generate", "1")
+    old = (tmp_path / "epoch_0.json").read_bytes()
+    calls = []
+
+    def crash_on_second_task(task, real=pregen.instances_json):
+        calls.append(task)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(task)
+    monkeypatch.setattr(pregen, "instances_json", crash_on_second_task)
+    monkeypatch.setattr(pregen, "TOKENS_PER_TASK", 100)
+    with pytest.raises(KeyboardInterrupt):
+        pregenerate(corpus[0], vocab_dir, tmp_path, "--num_workers", "1", "--epochs_to_generate", "1",
+                    "--seed", "8")
+    # the old epoch stays whole but, without its metrics, no longer counts as this run's data
+    assert sorted(os.listdir(tmp_path)) == ["epoch_0.json"]
+    assert (tmp_path / "epoch_0.json").read_bytes() == old
+
+
+def test_bad_corpus_is_named(vocab_dir, tmp_path):
+    one_doc = tmp_path / "one.txt"
+    one_doc.write_text("d0w1 d0w2\nd0w3\n")
+    with pytest.raises(ValueError, match=r"one\.txt: 1 document\(s\); random next sentences need at least two"):
+        pregenerate(str(one_doc), vocab_dir, tmp_path / "out", "--num_workers", "1")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("d0w1\n\nd1w1 caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.txt:3: not UTF-8"):
+        pregenerate(str(latin1), vocab_dir, tmp_path / "out", "--num_workers", "1")
+    with pytest.raises(FileNotFoundError, match="no-such-model"):
+        pregenerate(str(latin1), "no-such-model", tmp_path / "out", "--num_workers", "1")
