@@ -1,18 +1,23 @@
 """pregenerate_training_data.py and general_distill.py: BERT's instance rules on a corpus whose every
 token names its document, tokenization identical to the tokenizer's, determinism, crash safety, and
 general distillation end to end on both backends (losses, resume, the saved student)."""
+import csv
 import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+import backend
 import pregenerate_training_data as pregen
-from conftest import shared_path
+from conftest import BACKENDS, ROOT, shared_path, tiny_config_dict
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."]
 DOCS, WORDS = 8, 8
+BATCH = 4  # general distillation's batch size in the tests
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,3 +202,125 @@ def test_bad_corpus_is_named(vocab_dir, tmp_path):
         pregenerate(str(latin1), vocab_dir, tmp_path / "out", "--num_workers", "1")
     with pytest.raises(FileNotFoundError, match="no-such-model"):
         pregenerate(str(latin1), "no-such-model", tmp_path / "out", "--num_workers", "1")
+
+
+# ----------------------------------------------------------------------------------------------
+# General distillation
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def distill_setup(corpus, vocab_dir, modeling_for, tmp_path_factory):
+    """Pregenerated data, a tiny random teacher (2 layers, 32 wide) and a 1-layer, 16-wide student."""
+    m = modeling_for("torch")
+    root = tmp_path_factory.mktemp("distill")
+    vocab_size = len(open(os.path.join(vocab_dir, "vocab.txt")).read().split())
+    backend.framework("torch").manual_seed(0)
+    # weights 10x wider than BERT's initialisation: attention scores far from 0, worth distilling
+    teacher = m.BertModel(m.BertConfig.from_dict(tiny_config_dict(vocab_size=vocab_size, initializer_range=0.2)))
+    teacher.save_pretrained(str(root / "teacher"), vocab_file=os.path.join(vocab_dir, "vocab.txt"))
+    student = m.TinyBertForPreTraining(m.BertConfig.from_dict(
+        tiny_config_dict(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1, intermediate_size=32)),
+        fit_size=32)
+    student.save_pretrained(str(root / "student"), vocab_file=os.path.join(vocab_dir, "vocab.txt"))
+    pregenerate(corpus[0], str(root / "teacher"), root / "data", "--num_workers", "1", "--epochs_to_generate", "2")
+    return root
+
+
+def general_distill(root, out, backend_name, *extra):
+    command = [sys.executable, os.path.join(ROOT, "general_distill.py"), "--pregenerated_data", str(root / "data"),
+               "--teacher_model", str(root / "teacher"), "--student_model", str(root / "student"),
+               "--continue_train", "--output_dir", str(out), "--backend", backend_name, "--num_train_epochs", "3",
+               "--train_batch_size", str(BATCH), "--learning_rate", "1e-2", "--logging_steps", "1", "--save_steps", "10",
+               *extra]
+    # one thread: models this small gain nothing from more, and lose much on a busy machine
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(out / "train_log.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)], done.stdout
+
+
+@pytest.fixture(scope="module")
+def distilled(distill_setup):
+    return {name: general_distill(distill_setup, distill_setup / f"out_{name}", name)[0] for name in BACKENDS}
+
+
+def first_batch_losses(root):
+    """att_loss, rep_loss of the untrained student on the run's first batch, computed here."""
+    m = backend.import_for("modeling", "torch")
+    d = backend.import_for("distillation", "torch")
+    gd = backend.import_for("general_distill", "torch")
+    torch = backend.framework("torch")
+    epoch = gd.PregeneratedEpoch(str(root / "data" / "epoch_0.json"),
+                                 json.load(open(root / "data" / "epoch_0_metrics.json")),
+                                 gd.read_vocab(str(root / "teacher")))
+    batch = [torch.tensor(a) for a in next(epoch.batches(BATCH, seed=42))]
+    teacher = m.BertModel.from_pretrained(str(root / "teacher"), verbose=False).eval()
+    student = m.TinyBertForPreTraining.from_pretrained(str(root / "student"), fit_size=32, verbose=False)
+    with torch.no_grad():
+        t, (atts, reps) = teacher(*batch), student(*batch)
+        return float(d.att_loss(atts, t.attentions, [2], batch[2])), float(d.rep_loss(reps, t.hidden_states, [2],
+                                                                                       batch[2]))
+
+
+def test_general_distillation_lowers_both_losses_on_both_backends(distill_setup, distilled):
+    metrics = [json.load(open(distill_setup / "data" / f"epoch_{e}_metrics.json")) for e in (0, 1, 0)]
+    steps = sum(-(-x["num_training_examples"] // BATCH) for x in metrics)  # three epochs, the third reuses epoch_0
+    att0, rep0 = first_batch_losses(distill_setup)
+    for name, rows in distilled.items():
+        assert [r["step"] for r in rows] == list(range(1, steps + 1)), name
+        assert rows[-1]["epoch"] == pytest.approx(3.0)
+        assert rows[0]["att_loss"] == pytest.approx(att0, rel=1e-4) and rows[0]["rep_loss"] == pytest.approx(rep0, rel=1e-4)
+        for term in ("att_loss", "rep_loss"):
+            assert np.mean([r[term] for r in rows[-3:]]) < 0.7 * rows[0][term], (name, term)
+        assert rows[-1]["lr"] < rows[steps // 4]["lr"]  # the linear schedule decays
+        assert os.path.isfile(distill_setup / f"out_{name}" / "curves.png")
+    # the same start, data and order: both backends follow the same path
+    for a, b in zip(distilled["torch"], distilled["oneflow"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=2e-3)
+
+
+def test_the_student_is_a_model_directory_task_distillation_loads(distill_setup, distilled):
+    import checkpoint
+    m = backend.import_for("modeling", "torch")
+    out = distill_setup / "out_torch"
+    assert (out / "vocab.txt").read_text() == (distill_setup / "teacher" / "vocab.txt").read_text()
+    saved = checkpoint.load_state_dict(str(out))
+    start = checkpoint.load_state_dict(str(distill_setup / "student"))
+    model = m.TinyBertForSequenceClassification.from_pretrained(str(out), num_labels=2, fit_size=32, verbose=False)
+    assert model.config.num_hidden_layers == 1 and model.config.hidden_size == 16
+    own = model.numpy_state_dict()
+    for name in ("fit_dense.weight", "bert.encoder.layer.0.attention.self.query.weight",
+                 "bert.embeddings.word_embeddings.weight"):
+        assert np.array_equal(own[name], saved[name])
+        assert np.abs(saved[name] - start[name]).max() > 1e-3  # trained, not the starting weights
+    with open(out / "resume" / "state.json") as f:
+        assert json.load(f)["step"] == len(distilled["torch"])
+
+
+def test_resume_continues_the_same_run(distill_setup, distilled):
+    import checkpoint
+    out = distill_setup / "resumed"
+    first, stdout = general_distill(distill_setup, out, "torch", "--max_steps", "5")
+    assert len(first) == 5 and "step 5 of" in stdout
+    rows, stdout = general_distill(distill_setup, out, "torch", "--resume")
+    assert "resuming from" in stdout and "at step 5" in stdout
+    whole = distilled["torch"]
+    assert [r["step"] for r in rows] == [r["step"] for r in whole]
+    assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in whole], rel=1e-5)
+    a, b = checkpoint.load_state_dict(str(out)), checkpoint.load_state_dict(str(distill_setup / "out_torch"))
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-5
+
+
+def test_bad_data_is_named(distill_setup, tmp_path):
+    gd = backend.import_for("general_distill", "torch")
+    vocab = gd.read_vocab(str(distill_setup / "teacher"))
+    with pytest.raises(FileNotFoundError, match="no epoch_0.json.*run pregenerate_training_data.py"):
+        gd.find_epochs(str(tmp_path), 3)
+    lines = (distill_setup / "data" / "epoch_0.json").read_text().splitlines()
+    metrics = {"num_training_examples": len(lines), "max_seq_len": 32}
+    (tmp_path / "short.json").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(ValueError, match=r"short\.json: .* instances, but its metrics file says"):
+        gd.PregeneratedEpoch(str(tmp_path / "short.json"), metrics, vocab)
+    (tmp_path / "foreign.json").write_text("\n".join(lines[:2] + [lines[2].replace('"d', '"e')] + lines[3:]) + "\n")
+    epoch = gd.PregeneratedEpoch(str(tmp_path / "foreign.json"), metrics, vocab)
+    with pytest.raises(ValueError, match=r"foreign\.json:3: 'e.*' is not in the teacher's vocabulary"):
+        list(epoch.batches(len(lines), seed=0))
