@@ -89,10 +89,10 @@ def resolve_model_dir(name):
         module, function = KNOWN_MODELS[name]
         return str(getattr(__import__(module), function)())
     local = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", name)
-    if os.path.isdir(local):
+    if "/" not in name and os.path.isdir(local):
         return local
-    raise FileNotFoundError(f"model {name!r}: no such directory, nor models/{name}, nor a known name "
-                            f"({', '.join(KNOWN_MODELS)})")
+    raise FileNotFoundError(f"model {name!r}: no such directory" + ("" if "/" in name else f", nor models/{name}")
+                            + f", nor a known name ({', '.join(KNOWN_MODELS)})")
 
 
 def load_tokenizer(model_dir, do_lower_case=None):
@@ -216,7 +216,7 @@ def worker(workspace):
 
 
 def tokenize_documents(task):
-    """(sentences, document ends) -> (flat token ids, length of each sentence, document ends).
+    """(workspace, sentences, document ends) -> (flat token ids, each sentence's length, document ends).
 
     BERT's normalisation and pre-tokenization treat a space as a boundary they never cross, so a
     sentence's ids are the concatenation of its space-separated chunks' ids. Chunks repeat
@@ -280,6 +280,14 @@ class CorpusIndex:
         ids = self._read(self._tokens, self.dtype, int(bounds[0]), int(bounds[-1])).tolist()
         cuts = (bounds - bounds[0]).tolist()
         return [ids[cuts[k]:cuts[k + 1]] for k in range(len(cuts) - 1)]
+
+    def passage(self, first, stop, min_length):
+        """The tokens of sentences first.. (before stop) up to the first that reaches min_length
+        tokens in all; only those are read."""
+        bounds = self._read(self._sentences, np.int64, first, stop + 1)
+        end = min(int(np.searchsorted(bounds, bounds[0] + min_length)), len(bounds) - 1)
+        end = max(end, 1)  # at least one sentence
+        return self._read(self._tokens, self.dtype, int(bounds[0]), int(bounds[end])).tolist()
 
     def sample_other_document(self, rng, d):
         """A document other than d, drawn with probability proportional to its number of sentences,
@@ -364,13 +372,9 @@ def create_instances(index, d, rng, args):
 
 def random_passage(index, d, rng, min_length):
     """Sentences of another document from a random one on, until min_length tokens."""
-    other = index.document(index.sample_other_document(rng, d))
-    passage = []
-    for sentence in other[rng.randrange(len(other)):]:
-        passage += sentence
-        if len(passage) >= min_length:
-            break
-    return passage
+    other = index.sample_other_document(rng, d)
+    first = rng.randrange(int(index.doc_starts[other]), int(index.doc_starts[other + 1]))
+    return index.passage(first, int(index.doc_starts[other + 1]), min_length)
 
 
 def truncate_pair(a, b, max_tokens, rng):

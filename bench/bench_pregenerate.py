@@ -7,7 +7,8 @@ pure-Python BERT tokenizer, every document held as lists of token strings, one p
 The corpus is WikiText-2 valid+test from ../shared, concatenated and repeated SCALE times in a
 temporary file. Each run is a subprocess; its peak RSS is the largest sum of the resident memory of
 it and its children, sampled every 20 ms. Instances/s counts the whole run (start-up, tokenization,
-writing), as a user waits for it. Both tools read the file as the reference does (`lines`: a blank
+writing), as a user waits for it; instances per CPU second, which another load on the machine
+changes less, count the CPU time of the run and its workers. Both tools read the file as the reference does (`lines`: a blank
 line ends a document); ours also runs with `--corpus_format wikitext`. Figures, not a test.
 """
 import argparse
@@ -15,6 +16,7 @@ import collections
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -50,7 +52,9 @@ def _rss_kib(pid):
 
 
 def measure(command):
-    """(seconds, peak RSS of the process tree in MiB) of a command; raises if it fails."""
+    """(seconds, CPU seconds, peak RSS of the process tree in MiB) of a command; raises if it fails.
+    CPU seconds count the command and the children it waited for (its workers)."""
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": ROOT})
@@ -66,7 +70,9 @@ def measure(command):
     seconds = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr.read()[-3000:]}")
-    return seconds, peak / 1024
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+    return seconds, cpu_seconds, peak / 1024
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,7 +267,8 @@ def main():
     model_dir = str(get_model_path())
     py = sys.executable
     script = os.path.join(ROOT, "pregenerate_training_data.py")
-    print(f"{'corpus':>8} {'tool':<28} {'instances':>9} {'seconds':>8} {'inst/s':>8} {'peak RSS MiB':>12}")
+    print(f"{'corpus':>11} {'tool':<28} {'instances':>9} {'seconds':>8} {'inst/s':>8} {'CPU s':>7} "
+          f"{'inst/CPU s':>10} {'peak RSS MiB':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         for scale in [int(s) for s in args.scales.split(",")]:
             corpus = make_corpus(tmp, scale)
@@ -277,10 +284,10 @@ def main():
             for name, command in runs.items():
                 out = tempfile.mkdtemp(dir=tmp)
                 command = command + (["--output_dir", out] if name.startswith("ours") else [out])
-                seconds, rss = measure(command)
+                seconds, cpu, rss = measure(command)
                 n = instances(out)
-                print(f"{scale:>3}x {size:>4.1f}MB {name:<28} {n:>9} {seconds:>8.1f} {n / seconds:>8.0f} {rss:>12.0f}",
-                      flush=True)
+                print(f"{scale:>3}x {size:>5.1f}MB {name:<28} {n:>9} {seconds:>8.1f} {n / seconds:>8.0f} {cpu:>7.1f} "
+                      f"{n / cpu:>10.0f} {rss:>12.0f}", flush=True)
 
 
 if __name__ == "__main__":
