@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 from array import array
 from dataclasses import dataclass, field
 
@@ -304,6 +305,23 @@ class Run:
         self.log.plot()
 
 
+def find_resume_dir(args):
+    """output_dir/resume when resuming from it; a fresh run (--overwrite) drops a stale one first,
+    lest a later --resume go back to the older run."""
+    path = os.path.join(args.output_dir, RESUME_DIR)
+    if not args.resume and os.path.isdir(path):
+        shutil.rmtree(path)
+    return path if args.resume and os.path.isdir(path) else None
+
+
+def check_lengths(epochs, teacher_config, student_config):
+    path, metrics = max(epochs, key=lambda e: e[1]["max_seq_len"])
+    positions = min(teacher_config.max_position_embeddings, student_config.max_position_embeddings)
+    if metrics["max_seq_len"] > positions:
+        raise ValueError(f"{path}: instances of up to {metrics['max_seq_len']} tokens, but the models have "
+                         f"{positions} positions: pregenerate with --max_seq_len {positions} or less")
+
+
 def count_steps(epochs, batch_size):
     return sum(math.ceil(metrics["num_training_examples"] / batch_size) for _, metrics in epochs)
 
@@ -315,11 +333,11 @@ def main(argv=None):
     teacher_dir = resolve_model_dir(args.teacher_model)
     vocab = read_vocab(teacher_dir)
     training.prepare_output_dir(args.output_dir, args.overwrite, args.resume)
-    resume_dir = os.path.join(args.output_dir, RESUME_DIR)
-    resume_dir = resume_dir if args.resume and os.path.isdir(resume_dir) else None
+    resume_dir = find_resume_dir(args)
     device = backend.device(not args.no_cuda)
     teacher = load_teacher(teacher_dir, device)
     student = make_student(args, teacher.config, resume_dir).to(device)
+    check_lengths(epochs, teacher.config, student.config)
     layer_map = distillation.parse_layer_map(args.layer_map, teacher.config.num_hidden_layers,
                                              student.config.num_hidden_layers)
     total_steps = count_steps(epochs, args.train_batch_size)

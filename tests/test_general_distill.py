@@ -324,3 +324,17 @@ def test_bad_data_is_named(distill_setup, tmp_path):
     epoch = gd.PregeneratedEpoch(str(tmp_path / "foreign.json"), metrics, vocab)
     with pytest.raises(ValueError, match=r"foreign\.json:3: 'e.*' is not in the teacher's vocabulary"):
         list(epoch.batches(len(lines), seed=0))
+
+
+def test_lengths_beyond_the_models_and_stale_checkpoints(distill_setup, tmp_path):
+    from types import SimpleNamespace
+    gd = backend.import_for("general_distill", "torch")
+    epochs = gd.find_epochs(str(distill_setup / "data"), 2)
+    gd.check_lengths(epochs, SimpleNamespace(max_position_embeddings=64), SimpleNamespace(max_position_embeddings=32))
+    with pytest.raises(ValueError, match=r"epoch_\d\.json: instances of up to 32 tokens, but the models have 16 "
+                                         r"positions: pregenerate with --max_seq_len 16"):
+        gd.check_lengths(epochs, SimpleNamespace(max_position_embeddings=64), SimpleNamespace(max_position_embeddings=16))
+    (tmp_path / "resume").mkdir()
+    assert gd.find_resume_dir(SimpleNamespace(output_dir=str(tmp_path), resume=True)) == str(tmp_path / "resume")
+    assert gd.find_resume_dir(SimpleNamespace(output_dir=str(tmp_path), resume=False)) is None
+    assert not (tmp_path / "resume").exists()  # a fresh run does not leave the old run's checkpoint behind
