@@ -232,7 +232,7 @@ def distill_step(teacher, student, batch, layer_map, step):
     student_atts, student_reps = student(ids, types, mask)
     att = distillation.att_loss(student_atts, target.attentions, layer_map, mask)
     rep = distillation.rep_loss(student_reps, target.hidden_states, layer_map, mask)
-    training.check_finite(step, {"att_loss": att, "rep_loss": rep})
+    training.check_finite(step, {"att_loss": att.detach(), "rep_loss": rep.detach()})
     return att, rep
 
 

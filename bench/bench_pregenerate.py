@@ -8,8 +8,11 @@ The corpus is WikiText-2 valid+test from ../shared, concatenated and repeated SC
 temporary file. Each run is a subprocess; its peak RSS is the largest sum of the resident memory of
 it and its children, sampled every 20 ms. Instances/s counts the whole run (start-up, tokenization,
 writing), as a user waits for it; instances per CPU second, which another load on the machine
-changes less, count the CPU time of the run and its workers. Both tools read the file as the reference does (`lines`: a blank
-line ends a document); ours also runs with `--corpus_format wikitext`. Figures, not a test.
+changes less, count the CPU time of the run and its workers. Both tools read the file as the
+reference does (`lines`: a blank line ends a document); ours also runs with `--corpus_format
+wikitext`. The baseline imports neither torch nor transformers, so its RSS is that of its data
+and Python. Beware: a repeated corpus flatters our chunk cache (after the first copy every chunk
+is known); a real corpus 10x larger has more distinct words. Figures, not a test.
 """
 import argparse
 import collections

@@ -229,10 +229,11 @@ def general_distill(root, out, backend_name, *extra):
     command = [sys.executable, os.path.join(ROOT, "general_distill.py"), "--pregenerated_data", str(root / "data"),
                "--teacher_model", str(root / "teacher"), "--student_model", str(root / "student"),
                "--continue_train", "--output_dir", str(out), "--backend", backend_name, "--num_train_epochs", "3",
-               "--train_batch_size", str(BATCH), "--learning_rate", "1e-2", "--logging_steps", "1", "--save_steps", "10",
-               *extra]
+               "--train_batch_size", str(BATCH), "--learning_rate", "1e-2", "--logging_steps", "1",
+               "--save_steps", "10", *extra]
     # one thread: models this small gain nothing from more, and lose much on a busy machine
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     with open(out / "train_log.csv") as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)], done.stdout
@@ -268,7 +269,8 @@ def test_general_distillation_lowers_both_losses_on_both_backends(distill_setup,
     for name, rows in distilled.items():
         assert [r["step"] for r in rows] == list(range(1, steps + 1)), name
         assert rows[-1]["epoch"] == pytest.approx(3.0)
-        assert rows[0]["att_loss"] == pytest.approx(att0, rel=1e-4) and rows[0]["rep_loss"] == pytest.approx(rep0, rel=1e-4)
+        assert rows[0]["att_loss"] == pytest.approx(att0, rel=1e-4)
+        assert rows[0]["rep_loss"] == pytest.approx(rep0, rel=1e-4)
         for term in ("att_loss", "rep_loss"):
             assert np.mean([r[term] for r in rows[-3:]]) < 0.7 * rows[0][term], (name, term)
         assert rows[-1]["lr"] < rows[steps // 4]["lr"]  # the linear schedule decays
@@ -330,10 +332,11 @@ def test_lengths_beyond_the_models_and_stale_checkpoints(distill_setup, tmp_path
     from types import SimpleNamespace
     gd = backend.import_for("general_distill", "torch")
     epochs = gd.find_epochs(str(distill_setup / "data"), 2)
-    gd.check_lengths(epochs, SimpleNamespace(max_position_embeddings=64), SimpleNamespace(max_position_embeddings=32))
+    positions = [SimpleNamespace(max_position_embeddings=n) for n in (64, 32, 16)]
+    gd.check_lengths(epochs, positions[0], positions[1])
     with pytest.raises(ValueError, match=r"epoch_\d\.json: instances of up to 32 tokens, but the models have 16 "
                                          r"positions: pregenerate with --max_seq_len 16"):
-        gd.check_lengths(epochs, SimpleNamespace(max_position_embeddings=64), SimpleNamespace(max_position_embeddings=16))
+        gd.check_lengths(epochs, positions[0], positions[2])
     (tmp_path / "resume").mkdir()
     assert gd.find_resume_dir(SimpleNamespace(output_dir=str(tmp_path), resume=True)) == str(tmp_path / "resume")
     assert gd.find_resume_dir(SimpleNamespace(output_dir=str(tmp_path), resume=False)) is None
