@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# General distillation: a pretrained BERT teaches a TinyBERT student on the pregenerated data.
+# The output directory is the student that task distillation starts from.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PREGENERATED_DATA=${PREGENERATED_DATA:-data/pretrain_data_json}
+BERT_BASE_DIR=${BERT_BASE_DIR:-models/bert-base-uncased}   # the teacher (a pretrained, not fine-tuned, BERT)
+STUDENT=${STUDENT:-4L-312D}                                # 4L-312D | 6L-768D | a directory with config.json
+OUTPUT_DIR=${OUTPUT_DIR:-models/general_tinybert_4L_312D}
+BACKEND=${BACKEND:-oneflow}                                # oneflow | torch
+GPU=${GPU:-0}                                              # CUDA device(s) to use
+EPOCHS=${EPOCHS:-3}
+BATCH_SIZE=${BATCH_SIZE:-256}
+LEARNING_RATE=${LEARNING_RATE:-1e-4}
+
+CUDA_VISIBLE_DEVICES=$GPU .venv/bin/python general_distill.py \
+  --pregenerated_data "$PREGENERATED_DATA" \
+  --teacher_model "$BERT_BASE_DIR" \
+  --student_model "$STUDENT" \
+  --output_dir "$OUTPUT_DIR" \
+  --backend "$BACKEND" \
+  --num_train_epochs "$EPOCHS" \
+  --train_batch_size "$BATCH_SIZE" \
+  --learning_rate "$LEARNING_RATE" \
+  "$@"
