@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import time
 from array import array
 from dataclasses import dataclass, field
 
@@ -236,14 +237,6 @@ def distill_step(teacher, student, batch, layer_map, step):
     return att, rep
 
 
-def update(student, optimizer, scheduler, loss, max_grad_norm):
-    optimizer.zero_grad()
-    loss.backward()
-    flow.nn.utils.clip_grad_norm_(student.parameters(), max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-
-
 @dataclass
 class Run:
     """What the training loop carries; `state` is where it stands (saved in, and read from, resume/)."""
@@ -264,6 +257,8 @@ class Run:
         self.log = training.TrainLog(self.args.output_dir)
         self.interval = []  # (att_loss, rep_loss) since the last row of the log
         self.stop_at = min(self.total_steps, self.args.max_steps or self.total_steps)
+        self.steps = training.MixedPrecision(False, self.device, self.args.max_grad_norm)
+        self.lap = time.perf_counter()  # train_seconds in the log, carried across resumes in `state`
 
     def train(self):
         self.log.truncate_after(self.state["step"])
@@ -281,7 +276,9 @@ class Run:
             for batch in bar:
                 batch = [flow.tensor(a, dtype=flow.int64, device=self.device) for a in batch]
                 att, rep = distill_step(self.teacher, self.student, batch, self.layer_map, self.state["step"] + 1)
-                update(self.student, self.optimizer, self.scheduler, att + rep, self.args.max_grad_norm)
+                self.optimizer.zero_grad()
+                self.steps.backward_and_step(att + rep, self.student, self.optimizer)
+                self.scheduler.step()
                 self.state.update(step=self.state["step"] + 1, batch=self.state["batch"] + 1)
                 self.record(float(att), float(rep), data.num_batches(bs), bar)
                 if self.state["step"] >= self.stop_at:
@@ -293,7 +290,11 @@ class Run:
         bar.set_postfix(att_loss=f"{att:.4g}", rep_loss=f"{rep:.4g}")
         if step % self.args.logging_steps == 0 or step == self.stop_at:
             att, rep = np.mean(self.interval, axis=0).tolist()
+            now = time.perf_counter()
+            self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + now - self.lap
+            self.lap = now
             self.log.append(step=step, epoch=round(self.state["epoch"] + self.state["batch"] / num_batches, 4),
+                            train_seconds=round(self.state["train_seconds"], 1),
                             att_loss=att, rep_loss=rep, loss=att + rep, lr=self.optimizer.param_groups[0]["lr"])
             self.interval = []
         if step % self.args.save_steps == 0 and step < self.stop_at:

@@ -18,6 +18,8 @@ MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-64}
 BATCH_SIZE=${BATCH_SIZE:-32}
 STAGE1_EPOCHS=${STAGE1_EPOCHS:-}       # empty: the task's default (SST-2 4, CoLA 100, MRPC 30, ...)
 STAGE2_EPOCHS=${STAGE2_EPOCHS:-}
+STAGE1_LR=${STAGE1_LR:-}               # empty: 5e-5 (the reference's stage-1 rate)
+STAGE2_LR=${STAGE2_LR:-}               # empty: the task's (SST-2 2e-5, CoLA 7e-5, ...)
 TEMPERATURE=${TEMPERATURE:-1}
 EXTRA_ARGS=${EXTRA_ARGS:-}             # e.g. "--layer_map 2,4,6 --teacher_dtype bf16 --max_train_examples 8000"
 
@@ -29,12 +31,12 @@ bash setup_env.sh
 export CUDA_VISIBLE_DEVICES=$GPU
 .venv/bin/python task_distill.py --intermediate_distill "${common[@]}" \
   --student_model "$GENERAL_TINYBERT_DIR" --output_dir "$TMP_STUDENT_DIR" \
-  ${STAGE1_EPOCHS:+--num_train_epochs $STAGE1_EPOCHS} $EXTRA_ARGS
+  ${STAGE1_EPOCHS:+--num_train_epochs $STAGE1_EPOCHS} ${STAGE1_LR:+--learning_rate $STAGE1_LR} $EXTRA_ARGS
 
 online=(); [ "$SERVE_FOR_ONLINE" = "True" ] && online=(--serve_for_online)
 .venv/bin/python task_distill.py --pred_distill "${common[@]}" "${online[@]}" \
   --student_model "$TMP_STUDENT_DIR" --output_dir "$STUDENT_DIR" --temperature "$TEMPERATURE" \
-  ${STAGE2_EPOCHS:+--num_train_epochs $STAGE2_EPOCHS} $EXTRA_ARGS
+  ${STAGE2_EPOCHS:+--num_train_epochs $STAGE2_EPOCHS} ${STAGE2_LR:+--learning_rate $STAGE2_LR} $EXTRA_ARGS
 
 if [ -n "$RESULT_DIR" ] && [ "$RESULT_DIR" != "$STUDENT_DIR" ]; then
   mkdir -p "$RESULT_DIR" && cp "$STUDENT_DIR/results_eval.json" "$RESULT_DIR/"

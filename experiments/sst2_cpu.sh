@@ -32,7 +32,7 @@ log "teacher: fine-tune MiniLM-L6 on $N_TRAIN SST-2 examples"
 if [ -z "$STUDENT_INIT" ]; then
   STUDENT_INIT=$OUT/student_init
   [ -f "$STUDENT_INIT/config.json" ] || \
-    $PY experiments/make_student.py --vocab_from "$TEACHER_BASE" --layers 3 --hidden 312 --fit_size 384 --out "$STUDENT_INIT"
+    $PY experiments/demo_assets.py student --vocab_from "$TEACHER_BASE" --layers 3 --hidden 312 --fit_size 384 --out "$STUDENT_INIT"
 fi
 
 log "student (a): hard labels only"

@@ -1,21 +1,24 @@
-"""Table and plot of an experiments/sst2_cpu.sh run, read from the runs' own outputs.
+"""Table and plot of trained models, read from their own outputs (results_eval.json, train_log.csv).
 
-    python experiments/summarize.py experiments/out/sst2_cpu
+    python experiments/summarize.py experiments/out/sst2_cpu                 # the runs of sst2_cpu.sh
+    python experiments/summarize.py ROOT --run "teacher=teacher" --run "student=stage1+stage2"
 
-Prints one row per model (dev accuracy, parameters, size on disk, inference examples/s, training
-time) and writes summary.md and accuracy_vs_time.png into the run directory.
+Each --run is LABEL=DIR[+DIR...] under ROOT: the stages whose train_log.csv add up to its training
+time; the last holds results_eval.json and the weights. The first run is the reference of the speed-up.
+Prints one row per model (dev metric, parameters, size on disk, inference speed, training time) and
+writes summary.md and accuracy_vs_time.png into ROOT.
 """
+import argparse
 import csv
 import json
 import os
 import sys
 
-RUNS = [  # (label, directories whose train_log.csv add up to the training time, results directory)
-    ("teacher MiniLM-L6 (fine-tuned)", ["teacher"], "teacher"),
-    ("student 3L-312D, hard labels", ["student_hard"], "student_hard"),
-    ("student 3L-312D, TinyBERT (stage 1 + 2)", ["student_tmp", "student_tinybert"], "student_tinybert"),
-    ("student 3L-312D, TinyBERT + augmentation", ["student_tmp_aug", "student_tinybert_aug"], "student_tinybert_aug"),
-    ("student 3L-312D, general TinyBERT init", ["student_tmp_gd", "student_tinybert_gd"], "student_tinybert_gd"),
+SST2_CPU_RUNS = [  # experiments/sst2_cpu.sh
+    "teacher MiniLM-L6 (fine-tuned)=teacher",
+    "student 3L-312D, hard labels=student_hard",
+    "student 3L-312D, TinyBERT (stage 1 + 2)=student_tmp+student_tinybert",
+    "student 3L-312D, general-distilled init, TinyBERT=student_tmp_gd+student_tinybert_gd",
 ]
 
 
@@ -29,29 +32,35 @@ def curve(root, dirs):
     points, offset = [], 0.0
     for d in dirs:
         rows = read_log(os.path.join(root, d, "train_log.csv"))
-        points += [(offset + r["train_seconds"], r["dev_acc"]) for r in rows if r.get("dev_acc") is not None]
+        points += [(offset + r["train_seconds"], r[METRIC]) for r in rows if r.get(METRIC) is not None]
         offset += rows[-1]["train_seconds"] if rows else 0.0
     return points, offset
 
 
-def main(root):
+METRIC = "dev_acc"
+
+
+def main(root, runs):
     rows, curves = [], {}
-    for label, dirs, result_dir in RUNS:
-        results = os.path.join(root, result_dir, "results_eval.json")
+    for run in runs:
+        label, dirs = run.split("=", 1)
+        dirs = dirs.split("+")
+        results = os.path.join(root, dirs[-1], "results_eval.json")
         if not os.path.isfile(results):
+            print(f"({label}: no {results} yet)")
             continue
         r = json.load(open(results))
         points, seconds = curve(root, dirs)
         curves[label] = points
-        size = os.path.getsize(os.path.join(root, result_dir, "model.safetensors")) / 2 ** 20
+        size = os.path.getsize(os.path.join(root, dirs[-1], "model.safetensors")) / 2 ** 20
         rows.append((label, r["accuracy"], r["parameters"], size, r["reasoningTime"], seconds))
     if not rows:
         sys.exit(f"{root}: no results_eval.json found")
     teacher = rows[0]
-    lines = ["| model | SST-2 dev acc | parameters | size on disk | inference ex/s | speed-up | training time |",
+    lines = ["| model | dev accuracy | parameters | size on disk | inference ms/example | speed-up | training time |",
              "|---|---|---|---|---|---|---|"]
     for label, acc, params, size, speed, seconds in rows:
-        lines.append(f"| {label} | {acc * 100:.1f}% | {params / 1e6:.1f}M | {size:.1f} MB | {speed:.0f} | "
+        lines.append(f"| {label} | {acc * 100:.1f}% | {params / 1e6:.1f}M | {size:.1f} MB | {1000 / speed:.2f} | "
                      f"{speed / teacher[4]:.1f}x | {seconds / 60:.1f} min |")
     table = "\n".join(lines)
     print(table)
@@ -69,7 +78,7 @@ def plot(curves, path):
         if points:
             ax.plot([s / 60 for s, _ in points], [a * 100 for _, a in points], marker=".", label=label)
     ax.set_xlabel("training time (minutes, this CPU)")
-    ax.set_ylabel("SST-2 dev accuracy (%)")
+    ax.set_ylabel("dev accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -78,4 +87,8 @@ def plot(curves, path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "experiments/out/sst2_cpu")
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("root", nargs="?", default="experiments/out/sst2_cpu")
+    p.add_argument("--run", action="append", help="LABEL=DIR[+DIR...] (default: the runs of sst2_cpu.sh)")
+    args = p.parse_args()
+    main(args.root, args.run or SST2_CPU_RUNS)
