@@ -132,9 +132,10 @@ def _is_number(text):
 
 
 def _glove_dim(path, head):
-    """The vector size: the fewest values on a line among the first ones (a word may hold spaces)."""
-    counts = [line.count(b" ") for line in head if line.strip()]
-    dim = min(counts, default=0)
+    """The vector size: the most common number of values on the first lines (a word may hold spaces,
+    a line may be damaged)."""
+    counts = collections.Counter(line.rstrip(b"\r\n ").count(b" ") for line in head if line.strip())
+    dim = counts.most_common(1)[0][0] if counts else 0
     if dim < 1:
         raise AugmentError(f"{path}: not a GloVe text file (expected 'word v1 v2 ...' lines)")
     return dim
@@ -150,13 +151,15 @@ def _split_glove_line(path, number, raw, dim):
     inner = spaces - dim  # spaces inside the word
     parts = text.split(" ", max(inner, 0) + 1)
     if inner < 0 or (inner > 0 and _is_number(parts[inner])):
-        raise AugmentError(f"{path}:{number}: {spaces} values, expected {dim} (as on the first lines): "
+        raise AugmentError(f"{path}:{number}: {spaces} values, expected {dim} (as most of the first lines): "
                            f"{text[:80]!r}")
     return " ".join(parts[:inner + 1]), parts[inner + 1]
 
 
 def _parse_glove_values(path, first_line, texts, dim):
-    values = np.fromstring(" ".join(texts), dtype=np.float32, sep=" ") if texts else np.zeros(0, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # numpy's notice of a bad value: we name the line
+        values = np.fromstring(" ".join(texts), dtype=np.float32, sep=" ")
     if values.size == len(texts) * dim and np.isfinite(values).all():
         return values.reshape(len(texts), dim)
     for number, text in enumerate(texts, start=first_line):  # find the line to blame
@@ -212,9 +215,10 @@ class GloveIndex:
         last = np.zeros(len(self.words), bool)
         last[list(self.row.values())] = True
         self.valid = last & (self.norms > 0)
+        self.norms[self.norms == 0] = 1  # rows without a vector stay zero vectors
         if "<unk>" in self.row:
             self.valid[self.row["<unk>"]] = False
-        scale = np.where(self.valid, 1 / np.where(self.valid, self.norms, 1), 0).astype(np.float32)
+        scale = np.where(self.valid, 1 / self.norms, 0).astype(np.float32)
         self.device = device
         self.unit32 = flow.tensor(self.vectors * scale[:, None], device=device)  # only for the shortlist
         self.bias = flow.tensor(np.where(self.valid, 0, -np.inf).astype(np.float32), device=device)
@@ -490,11 +494,11 @@ def check_vocabulary(model, tokenizer):
 
 def load_masked_lm(model_dir, device):
     """BertForMaskedLM from any model directory, refusing one without a masked-LM head."""
-    model = modeling.BertForMaskedLM.from_pretrained(model_dir, verbose=False)
-    head = [k for k in model.missing_keys if k.startswith("cls.predictions.") and ".decoder." not in k]
-    if head:
-        raise AugmentError(f"{model_dir} has no masked-LM head (missing {', '.join(head[:3])}): "
-                           "data augmentation needs a BertForMaskedLM checkpoint such as bert-base-uncased")
+    try:
+        model = modeling.BertForMaskedLM.from_pretrained(model_dir, verbose=False)
+    except ValueError as e:  # e.g. a bare BertModel: the head's tensors are missing
+        raise AugmentError(f"data augmentation needs a masked LM with its head (cls.predictions.*), as "
+                           f"bert-base-uncased has: {e}") from None
     return model.eval().to(device)
 
 
@@ -543,7 +547,10 @@ def read_train(path, processor):
     for line, fields in rows:
         if len(fields) != width or len(fields) < needed:
             raise AugmentError(f"{path}:{line}: {len(fields)} columns, expected {width}: {fields!r:.200}")
-    return ("\t".join(header) + "\n" if header else None), [fields for _, fields in rows]
+    if header is not None:
+        with open(path, "rb") as f:
+            header = f.readline().decode("utf-8").rstrip("\r\n") + "\n"  # as it is, MRPC's BOM included
+    return header, [fields for _, fields in rows]
 
 
 def file_digest(path):
