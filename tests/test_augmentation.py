@@ -120,23 +120,25 @@ def test_candidates_are_cached_and_do_not_depend_on_the_batch(mlm_dir, tokenizer
 
 def test_glove_neighbours_rank_by_cosine_and_keep_title_case():
     rng = np.random.default_rng(0)
-    words = ["Paris", "london", "rome", "berlin", "paris", "zero", "<unk>", "rome"] + [f"w{i}" for i in range(40)]
+    words = ["Paris", "london", "rome", "berlin", "paris", "zero", "<unk>", "rome", "at name@domain.com"]
+    words += [f"w{i}" for i in range(39)]
     vectors = rng.standard_normal((len(words), 8)).astype(np.float32)
     vectors[words.index("zero")] = 0
-    vectors[[2, 6]] = vectors[0] + 0.01  # no candidates although nearest: the first "rome" and <unk>
+    vectors[[2, 6, 8]] = vectors[0] + 0.01  # no candidates although nearest: the first "rome", <unk>, a phrase
     # near "paris": w2 and w3 tie exactly; w5, one ulp away, is nearer in float64 but not in float32
-    vectors[[10, 11, 13]] = vectors[4] + 0.05 * rng.standard_normal(8).astype(np.float32)
+    w2, w3, w5 = (words.index(w) for w in ("w2", "w3", "w5"))
+    vectors[[w2, w3, w5]] = vectors[4] + 0.05 * rng.standard_normal(8).astype(np.float32)
     cosine = lambda v: v.astype(np.float64) @ vectors[4] / np.linalg.norm(v.astype(np.float64))
     for way in (np.inf, -np.inf):
-        nudged = vectors[13].copy()
+        nudged = vectors[w5].copy()
         nudged[0] = np.nextafter(nudged[0], np.float32(way))
-        if cosine(nudged) > cosine(vectors[10]):
-            vectors[13] = nudged
+        if cosine(nudged) > cosine(vectors[w2]):
+            vectors[w5] = nudged
     index = da.GloveIndex(da.Glove(words, vectors))
     found = index.neighbours(["Paris", "paris", "rome", "absent", "zero"], M=5)
     assert set(found) == {"Paris", "paris", "rome"}  # no vector: no neighbours
     unit = vectors.astype(np.float64) / np.maximum(np.linalg.norm(vectors.astype(np.float64), axis=1), 1e-300)[:, None]
-    usable = [i for i, w in enumerate(words) if w not in ("zero", "<unk>") and i != 2]  # row 2: the first "rome"
+    usable = [i for i, w in enumerate(words) if w not in ("zero", "<unk>") and i not in (2, 8)]  # 2: the first "rome"
     for word in found:
         row = max(i for i, w in enumerate(words) if w == word)  # a repeated word: its last row
         ranked = sorted((i for i in usable if i != row), key=lambda i: -unit[i] @ unit[row])[:5]
