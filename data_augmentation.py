@@ -23,6 +23,8 @@ Where this differs from the reference, and why:
   Every example draws from its own generator seeded by (--seed, row, column), so a resumed run writes
   the same bytes as an uninterrupted one.
 - the default N is the task's in the reference (SST-2 and QNLI 20, MNLI and QQP 10, the others 30).
+- GloVe lines whose word holds spaces (glove.840B) are read, where the reference fails on them; such
+  phrases are never candidates. The file is parsed once and cached beside it (`FILE.100000.npz`).
 """
 import argparse
 import collections
