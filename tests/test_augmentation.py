@@ -1,0 +1,340 @@
+"""data_augmentation.py: candidate lists equal the reference's one-word-at-a-time procedure, GloVe
+parsing and caching, bad input, the train_aug.tsv it writes, --seed, and resuming after a crash."""
+import os
+import random
+
+import numpy as np
+import pytest
+
+import backend
+import checkpoint
+import data_augmentation as da
+import glue
+from conftest import shared_path, tiny_config_dict, write_task_slice
+
+flow = backend.framework()
+MAX_POSITIONS = 64  # small, so that real MRPC sentence pairs overflow it as long ones overflow BERT's 512
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two framework threads on two shared, busy cores spin in every small op: one is faster here."""
+    before = flow.get_num_threads()
+    flow.set_num_threads(1)
+    yield
+    flow.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_dir):
+    return checkpoint.load_tokenizer(minilm_dir)
+
+
+@pytest.fixture(scope="module")
+def mlm_dir(tmp_path_factory, minilm_dir):
+    """A random BertForMaskedLM on the real uncased vocabulary, with 64 positions."""
+    import modeling
+    flow.manual_seed(0)
+    config = modeling.BertConfig.from_dict(tiny_config_dict(vocab_size=30522, max_position_embeddings=MAX_POSITIONS))
+    directory = str(tmp_path_factory.mktemp("mlm"))
+    modeling.BertForMaskedLM(config).save_pretrained(directory, vocab_file=os.path.join(minilm_dir, "vocab.txt"))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def sentences():
+    """Real sentences: short SST-2 phrases, MRPC sentences (some pairs overflow 64 positions), one
+    sentence whose later words sit past position 64."""
+    _, sst = glue.read_tsv(shared_path("glue_data", "SST-2", "train.tsv"), has_header=True)
+    _, mrpc = glue.read_tsv(shared_path("glue_data", "MRPC", "train.tsv"), has_header=True)
+    texts = [f[0] for _, f in sst[:24]] + [f[3] for _, f in mrpc[:8]]
+    return texts + [" ".join(f[3] for _, f in mrpc[8:11])]
+
+
+def write_glove(path, lines):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def glove_line(word, vector):
+    return word + " " + " ".join(f"{x:.5f}" for x in vector)
+
+
+@pytest.fixture(scope="module")
+def glove_path(tmp_path_factory, tokenizer, sentences):
+    """Random 16-d vectors for the sentences' words and 400 other vocabulary words, plus the quirks
+    of real files: a word with spaces, <unk>, a zero vector, a word given twice."""
+    rng = np.random.default_rng(1)
+    words = sorted({w for t in sentences for w in da.basic_tokens(tokenizer, t)})
+    words += [w for w in list(tokenizer.get_vocab())[2000:2400] if w.isalpha() and w not in words]
+    lines = [glove_line(w, rng.standard_normal(16)) for w in words]
+    lines += [glove_line("at name@domain.com", rng.standard_normal(16)), glove_line("<unk>", rng.standard_normal(16)),
+              glove_line("zero", np.zeros(16)), glove_line(words[5], rng.standard_normal(16))]
+    return write_glove(tmp_path_factory.mktemp("glove") / "vectors.txt", lines)
+
+
+def augmentor(mlm_dir, tokenizer, glove_path, double=False, **kwargs):
+    model = da.load_masked_lm(mlm_dir, "cpu")
+    return da.Augmentor(model.double() if double else model, tokenizer, da.load_glove(glove_path, 0), **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Candidates: the batched procedure against the reference's
+# ----------------------------------------------------------------------------------------------
+def test_candidate_lists_equal_the_reference_procedure(mlm_dir, tokenizer, glove_path, sentences):
+    # float64 both ways: in float32 a padded batch and a batch of one round differently, and two
+    # nearly tied logits may swap (bench/bench_augmentation.py counts how often in float32)
+    fast = augmentor(mlm_dir, tokenizer, glove_path, double=True)
+    calls = []
+    forward = fast.model.forward
+    fast.model.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    ours = fast.candidates(sentences)
+    ref = augmentor(mlm_dir, tokenizer, glove_path, double=True, reference_mode=True)
+    theirs = ref.candidates(sentences)
+    assert [w for w, _ in ours] == [w for w, _ in theirs]
+    for text, (_, a), (_, b) in zip(sentences, ours, theirs):
+        assert a == b, text
+    assert fast.stats == ref.stats
+    assert fast.stats["mlm"] > 100 and fast.stats["glove"] > 5 and fast.stats["truncated"] >= 3
+    assert len(calls) < fast.stats["mlm"] / 10  # batched, not one forward per word
+    words, cands = ours[-1]  # the long sentence: one-piece words past position 64 keep only themselves
+    owner = tokenizer.backend_tokenizer.encode(sentences[-1], add_special_tokens=False).word_ids
+    late = {w for position, w in enumerate(owner, start=1)
+            if position >= MAX_POSITIONS and w in cands and owner.count(w) == 1}
+    assert late and all(cands[w] == [words[w]] for w in late)
+    early = [w for w in cands if w not in late and cands[w] != [words[w]]]
+    assert len(early) > 5 and all(len(cands[w]) <= 15 for w in cands)
+    assert not any(c.startswith("##") for cs in cands.values() for c in cs)
+
+
+def test_candidates_are_cached_and_do_not_depend_on_the_batch(mlm_dir, tokenizer, glove_path, sentences):
+    aug = augmentor(mlm_dir, tokenizer, glove_path, double=True, batch_tokens=256)
+    together = aug.candidates(sentences[:10])
+    computed = dict(aug.stats)
+    again = aug.candidates(sentences[:10][::-1])
+    assert again == together[::-1] and dict(aug.stats) == computed  # nothing recomputed
+    alone = augmentor(mlm_dir, tokenizer, glove_path, double=True).candidates(sentences[3:4])
+    assert alone[0] == together[3]
+
+
+def test_glove_neighbours_rank_by_cosine_and_keep_title_case():
+    rng = np.random.default_rng(0)
+    words = ["Paris", "london", "rome", "berlin", "paris", "zero", "<unk>", "rome", "at name@domain.com"]
+    words += [f"w{i}" for i in range(39)]
+    vectors = rng.standard_normal((len(words), 8)).astype(np.float32)
+    vectors[words.index("zero")] = 0
+    vectors[[2, 6, 8]] = vectors[0] + 0.01  # no candidates although nearest: the first "rome", <unk>, a phrase
+    # near "paris": w2 and w3 tie exactly; w5, one ulp away, is nearer in float64 but not in float32
+    w2, w3, w5 = (words.index(w) for w in ("w2", "w3", "w5"))
+    vectors[[w2, w3, w5]] = vectors[4] + 0.05 * rng.standard_normal(8).astype(np.float32)
+    cosine = lambda v: v.astype(np.float64) @ vectors[4] / np.linalg.norm(v.astype(np.float64))
+    for way in (np.inf, -np.inf):
+        nudged = vectors[w5].copy()
+        nudged[0] = np.nextafter(nudged[0], np.float32(way))
+        if cosine(nudged) > cosine(vectors[w2]):
+            vectors[w5] = nudged
+    index = da.GloveIndex(da.Glove(words, vectors))
+    found = index.neighbours(["Paris", "paris", "rome", "absent", "zero"], M=5)
+    assert set(found) == {"Paris", "paris", "rome"}  # no vector: no neighbours
+    unit = vectors.astype(np.float64) / np.maximum(np.linalg.norm(vectors.astype(np.float64), axis=1), 1e-300)[:, None]
+    usable = [i for i, w in enumerate(words) if w not in ("zero", "<unk>") and i not in (2, 8)]  # 2: the first "rome"
+    for word in found:
+        row = max(i for i, w in enumerate(words) if w == word)  # a repeated word: its last row
+        ranked = sorted((i for i in usable if i != row), key=lambda i: -unit[i] @ unit[row])[:5]
+        expected = [words[i] for i in ranked]
+        assert found[word] == ([w.title() for w in expected] if word == "Paris" else expected)
+        assert found[word] == index.reference_neighbours(word, 5)
+    assert found["Paris"][0][0].isupper() and found["paris"] != found["Paris"]
+    assert found["paris"][:3] == ["w5", "w2", "w3"]
+
+
+# ----------------------------------------------------------------------------------------------
+# GloVe files
+# ----------------------------------------------------------------------------------------------
+def test_glove_file_is_parsed_once_and_cached_beside_it(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((5, 4))
+    words = ["the", ". . .", "at name@domain.com", "Paris", "caf\u00e9"]
+    path = write_glove(tmp_path / "g.txt", [glove_line(w, v) for w, v in zip(words, vectors)])
+    glove = da.load_glove(path, max_words=0)
+    assert glove.words == words
+    np.testing.assert_allclose(glove.vectors, vectors, atol=1e-5)
+    assert glove.vectors.dtype == np.float32
+    assert os.path.isfile(da.glove_cache_path(path, 0))
+    assert da.load_glove(path, max_words=3).words == words[:3]
+
+    monkeypatch.setattr(da, "parse_glove", lambda *a, **k: pytest.fail("parsed although cached"))
+    cached = da.load_glove(path, max_words=0)
+    assert cached.words == words and np.array_equal(cached.vectors, glove.vectors)
+    monkeypatch.undo()
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(glove_line("new", np.ones(4)) + "\n")
+    assert da.load_glove(path, max_words=0).words == words + ["new"]  # a changed file is parsed again
+
+
+@pytest.mark.parametrize("bad,why", [
+    ("word 0.1 0.2", "2 values, expected 4"),
+    ("word 0.1 0.2 0.3 0.4 0.5", "5 values, expected 4"),
+    ("word 0.1 zero 0.3 0.4", "'zero' is not a finite number"),
+    ("word 0.1 nan 0.3 0.4", "'nan' is not a finite number"),
+])
+def test_bad_glove_line_is_named(tmp_path, bad, why):
+    lines = [glove_line(f"w{i}", np.arange(4) + i) for i in range(30)]
+    lines[21] = bad
+    path = write_glove(tmp_path / "bad.txt", lines)
+    with pytest.raises(da.AugmentError, match=f"{path}:22: .*{why}"):
+        da.load_glove(path, max_words=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad models
+# ----------------------------------------------------------------------------------------------
+def test_masked_lm_must_match_the_tokenizer_and_have_a_head(tmp_path, tokenizer, minilm_dir, glove_path):
+    import modeling
+    small = modeling.BertForMaskedLM(modeling.BertConfig.from_dict(tiny_config_dict()))
+    with pytest.raises(da.AugmentError, match="vocab_size 120 but its tokenizer's vocab.txt has 30522"):
+        da.Augmentor(small, tokenizer, da.load_glove(glove_path, 0))
+    with pytest.raises(da.AugmentError, match=r"needs a masked LM with its head .*missing 5 required tensor\(s\): cls.predictions.bias"):
+        da.load_masked_lm(minilm_dir, "cpu")  # a bare BertModel
+
+
+# ----------------------------------------------------------------------------------------------
+# The script: train_aug.tsv
+# ----------------------------------------------------------------------------------------------
+def task_slice(root, task, rows):
+    """A GLUE task directory with `rows` rows of the real train.tsv (CoLA's has no header)."""
+    source = shared_path("glue_data", task)
+    if glue.get_processor(task).has_header:
+        return write_task_slice(os.path.join(root, task), source, rows, 2)
+    os.makedirs(os.path.join(root, task))
+    with open(os.path.join(source, "train.tsv"), encoding="utf-8") as f:
+        head = [next(f) for _ in range(rows)]
+    with open(os.path.join(root, task, "train.tsv"), "w", encoding="utf-8") as f:
+        f.write("".join(head))
+
+
+def run(mlm_dir, glove_path, root, task, *extra):
+    return da.main(["--pretrained_bert_model", mlm_dir, "--glove_embs", glove_path, "--glue_dir", str(root),
+                    "--task_name", task, "--backend", "torch", "--no-gpu", *extra])
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("task,rows", [("SST-2", 8), ("MRPC", 4), ("CoLA", 5)])
+def test_train_aug_rows_replace_only_candidate_words(tmp_path, mlm_dir, glove_path, tokenizer, task, rows):
+    task_slice(tmp_path, task, rows)
+    out = run(mlm_dir, glove_path, tmp_path, task, "--N", "6", "--chunk_examples", "3")
+    processor = glue.get_processor(task)
+    train = os.path.join(tmp_path, processor.dir_name, "train.tsv")
+    assert not [f for f in os.listdir(os.path.dirname(out)) if ".partial" in f]
+    source_lines = read(train).decode().splitlines()
+    out_lines = read(out).decode().splitlines()
+    if processor.has_header:
+        assert out_lines[0] == source_lines[0]  # the header as it is (MRPC's BOM too)
+        source_lines, out_lines = source_lines[1:], out_lines[1:]
+    source = [line.split("\t") for line in source_lines]
+    fresh, found = augmentor(mlm_dir, tokenizer, glove_path), {}
+    for start in range(0, len(source), 3):  # the script's chunks: the same batches, the same floats
+        texts = [s[c] for s in source[start:start + 3] for c in processor.text_columns]
+        found.update(zip(texts, fresh.candidates(texts)))
+
+    out_rows, starts = [line.split("\t") for line in out_lines], []
+    for fields in source:  # each example's rows: the original first, then its variants
+        starts.append(out_rows.index(fields, starts[-1] + 1 if starts else 0))
+    assert starts[0] == 0 and len(out_rows) > 2 * len(source)
+    groups = [out_rows[a + 1:b] for a, b in zip(starts, starts[1:] + [len(out_rows)])]
+
+    for fields, group in zip(source, groups):
+        per_column = {c: [] for c in processor.text_columns}
+        for row in group:
+            changed = [c for c in range(len(fields)) if row[c] != fields[c]]
+            assert len(changed) == 1 and changed[0] in processor.text_columns  # other columns untouched
+            per_column[changed[0]].append(row[changed[0]])
+            words, cands = found[fields[changed[0]]]
+            new = row[changed[0]].split(" ")
+            assert len(new) == len(words)
+            assert all(n == w or n in cands.get(k, []) for k, (n, w) in enumerate(zip(new, words)))
+        for c, variants in per_column.items():
+            assert len(variants) == len(set(variants)) <= 6 and fields[c] not in variants
+    assert glue.get_processor(task).read_examples(os.path.dirname(out), "train_aug")  # GLUE's reader takes it
+
+
+def test_seed_makes_the_output_identical(tmp_path, mlm_dir, glove_path):
+    task_slice(tmp_path, "SST-2", 6)
+    first = read(run(mlm_dir, glove_path, tmp_path, "SST-2", "--seed", "3"))
+    with pytest.raises(da.AugmentError, match="exists; pass --overwrite"):
+        run(mlm_dir, glove_path, tmp_path, "SST-2", "--seed", "3")
+    again = read(run(mlm_dir, glove_path, tmp_path, "SST-2", "--seed", "3", "--overwrite", "--chunk_examples", "4"))
+    other = read(run(mlm_dir, glove_path, tmp_path, "SST-2", "--seed", "4", "--overwrite"))
+    assert again == first and other != first and other.count(b"\n") > 6
+
+
+def test_interrupted_run_continues_after_the_last_complete_example(tmp_path, mlm_dir, glove_path, monkeypatch):
+    task_slice(tmp_path, "SST-2", 10)
+    out = os.path.join(tmp_path, "SST-2", "train_aug.tsv")
+    whole = read(run(mlm_dir, glove_path, tmp_path, "SST-2", "--output", str(tmp_path / "whole.tsv")))
+
+    real, calls = da.augment_rows, []
+
+    def crash_on_third_chunk(*args):
+        calls.append(args[-1])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+    monkeypatch.setattr(da, "augment_rows", crash_on_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        run(mlm_dir, glove_path, tmp_path, "SST-2", "--chunk_examples", "3")
+    assert not os.path.exists(out)
+    progress = checkpoint.read_json(out + ".partial.progress.json")
+    assert progress["examples_done"] == 6 and progress["bytes"] == os.path.getsize(out + ".partial")
+    with open(out + ".partial", "ab") as f:
+        f.write(b"rows of an example that was cut off\tin the mid" * 4000)
+
+    with pytest.raises(da.AugmentError, match=r"other settings \(seed differ"):
+        run(mlm_dir, glove_path, tmp_path, "SST-2", "--chunk_examples", "3", "--seed", "7")
+    calls.clear()
+    run(mlm_dir, glove_path, tmp_path, "SST-2", "--chunk_examples", "3")
+    assert calls == [6, 9]  # only the examples not done before
+    assert read(out) == whole
+    assert not os.path.exists(out + ".partial") and not os.path.exists(out + ".partial.progress.json")
+
+
+def test_truncated_sentences_are_counted_and_reported_once(tmp_path, mlm_dir, glove_path, tokenizer, capsys):
+    task_slice(tmp_path, "MRPC", 6)
+    run(mlm_dir, glove_path, tmp_path, "MRPC", "--N", "2")
+    _, rows = glue.read_tsv(os.path.join(tmp_path, "MRPC", "train.tsv"), has_header=True)
+    texts = {f[c] for _, f in rows for c in (3, 4)}
+    long = [t for t in texts if 2 * len(tokenizer.tokenize(t)) + 3 > MAX_POSITIONS]
+    assert long
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "longer than the model's" in line]
+    assert warnings == [f"warning: {len(long)} sentence(s) made masked-LM inputs longer than the model's "
+                        f"{MAX_POSITIONS} positions: truncated (words past position {MAX_POSITIONS} keep only "
+                        "themselves as candidates)"]
+
+
+def test_sampling_follows_the_reference():
+    words = ["a", "good", "film", "."]
+    cands = {1: ["bad", "great"], 2: ["movie"]}
+    out = da.sample_sentences("A good film.", words, cands, 100, 0.5, random.Random(0))
+    variants = {f"a {g} {f} ." for g in ("good", "bad", "great") for f in ("film", "movie")}
+    assert out[0] == "A good film." and len(out) == len(set(out)) and set(out[1:]) == variants
+    assert da.sample_sentences("x y", ["x", "y"], {0: ["z"]}, 5, 0.0, random.Random(0)) == ["x y"]
+    for seed in range(20):  # the draws: a choice for every word, then the coin, as the reference
+        rng, expected = random.Random(seed), list(words)
+        for index, options in cands.items():
+            choice = rng.choice(options)
+            expected[index] = choice if rng.random() < 0.5 else expected[index]
+        got = da.sample_sentences("t", words, cands, 1, 0.5, random.Random(seed))
+        assert got[1:] == [" ".join(expected)]
+
+
+def test_oneflow_gives_the_reference_candidates(modeling_for, mlm_dir, tokenizer, glove_path, sentences):
+    da_of = backend.import_for("data_augmentation", "oneflow")
+    model = modeling_for("oneflow").BertForMaskedLM.from_pretrained(mlm_dir, verbose=False).double().eval()
+    ours = da_of.Augmentor(model, tokenizer, da.load_glove(glove_path, 0)).candidates(sentences[:12])
+    theirs = augmentor(mlm_dir, tokenizer, glove_path, double=True, reference_mode=True).candidates(sentences[:12])
+    assert ours == theirs
