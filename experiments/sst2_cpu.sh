@@ -14,6 +14,7 @@ TEACHER_EPOCHS=${TEACHER_EPOCHS:-2}
 STUDENT_EPOCHS=${STUDENT_EPOCHS:-3}       # each stage of distillation, and the hard-label run
 STUDENT_LR=${STUDENT_LR:-1e-4}
 STUDENT_INIT=${STUDENT_INIT:-}            # empty: random init; or a general TinyBERT directory
+GD_INIT=${GD_INIT:-}                      # optional: a general-distilled 3-layer student, distilled as (b) too
 EVAL_STEP=${EVAL_STEP:-200}
 
 bash setup_env.sh
@@ -50,6 +51,18 @@ log "student (b): TinyBERT stage 2, prediction layer"
   $PY task_distill.py --pred_distill "${common[@]}" --teacher_model "$OUT/teacher" \
     --student_model "$OUT/student_tmp" --output_dir "$OUT/student_tinybert" --num_train_epochs "$STUDENT_EPOCHS" \
     --learning_rate "$STUDENT_LR" --serve_for_online
+
+if [ -n "$GD_INIT" ]; then
+  log "student (c): TinyBERT stages 1 + 2 from the general-distilled $GD_INIT"
+  [ -f "$OUT/student_tmp_gd/model.safetensors" ] || \
+    $PY task_distill.py --intermediate_distill "${common[@]}" --teacher_model "$OUT/teacher" \
+      --student_model "$GD_INIT" --output_dir "$OUT/student_tmp_gd" --num_train_epochs "$STUDENT_EPOCHS" \
+      --learning_rate "$STUDENT_LR"
+  [ -f "$OUT/student_tinybert_gd/results_eval.json" ] || \
+    $PY task_distill.py --pred_distill "${common[@]}" --teacher_model "$OUT/teacher" \
+      --student_model "$OUT/student_tmp_gd" --output_dir "$OUT/student_tinybert_gd" \
+      --num_train_epochs "$STUDENT_EPOCHS" --learning_rate "$STUDENT_LR" --serve_for_online
+fi
 
 log "summary"
 $PY experiments/summarize.py "$OUT"
