@@ -1,4 +1,5 @@
 """Shared fixtures: the project root on sys.path, the real MiniLM weights, ../shared data, tiny configs."""
+import functools
 import os
 import sys
 
@@ -35,16 +36,16 @@ def minilm_dir():
     return str(get_model_path())
 
 
+@functools.lru_cache(maxsize=None)
+def bound(module_name, backend_name):
+    """One copy of a project module bound to a backend, shared by the whole session."""
+    return backend.import_for(module_name, backend_name)
+
+
 @pytest.fixture(scope="session")
 def modeling_for():
-    """modeling bound to a backend: modeling_for('torch').BertModel, ...; one copy per backend."""
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = backend.import_for("modeling", name)
-        return cache[name]
-    return get
+    """modeling bound to a backend: modeling_for('torch').BertModel, ..."""
+    return functools.partial(bound, "modeling")
 
 
 def tiny_config_dict(**overrides):
