@@ -124,7 +124,7 @@ def main():
     fast = da.Augmentor(model, tokenizer, index, args.M, device, args.batch_tokens)
     ref = da.Augmentor(model, tokenizer, index, args.M, device, reference_mode=True)
     texts = sst2_sample(args.sentences * args.rounds, args.seed)
-    print(f"backend {backend.name()} on {device}, {flow.get_num_threads()} threads, "
+    print(f"backend {backend.name()} on {device}, {flow.get_num_threads() if hasattr(flow, 'get_num_threads') else 'default'} threads, "
           f"load average {os.getloadavg()[0]:.1f}; {args.rounds} round(s) of {args.sentences} SST-2 train sentences")
     times = {"batched": 0.0, "reference": 0.0}
     same = total = 0
