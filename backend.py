@@ -59,8 +59,18 @@ def use(backend_name):
 
 def add_argument(parser: argparse.ArgumentParser):
     """The `--backend` flag every script shares (the value is also read early, at import)."""
-    parser.add_argument("--backend", choices=BACKENDS, default=name(),
-                        help="deep-learning framework to run on (default: $BACKEND or %(default)s)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help=f"deep-learning framework to run on (default: $BACKEND, else {DEFAULT})")
+
+
+def check_bound(wanted, flow):
+    """Refuse a --backend other than `flow`, the framework the calling module bound at import (a
+    script's main(argv) called in-process cannot switch); returns the backend's name."""
+    bound = flow.__name__
+    if wanted is not None and _check(wanted) != bound:
+        raise BackendError(f"--backend {wanted}: this process already runs {bound} (its modules are bound at "
+                           f"import); run the script in a new process with --backend {wanted} or BACKEND={wanted}")
+    return bound
 
 
 def _preload_oneflow_libraries():
