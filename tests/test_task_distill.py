@@ -46,12 +46,25 @@ def test_teacher_fine_tuning_writes_a_labelled_model_and_results(teacher):
     results = json.load(open(os.path.join(teacher, "results_eval.json")))
     for key in ("accuracy", "MCC", "precision", "recall", "f_1", "modelSize", "reasoningTime"):
         assert key in results
-    assert results["num_examples"] == 48 and 0.0 <= results["accuracy"] <= 1.0
+    assert results["num_examples"] == 48
     assert not os.path.exists(os.path.join(teacher, "resume"))  # --serve_for_online
     assert "fit_dense.weight" not in checkpoint.load_state_dict(teacher)
     log = open(os.path.join(teacher, "train_log.csv")).read().splitlines()
     assert log[0].startswith("step,epoch,lr,train_seconds,cls_loss,loss") and "dev_acc" in log[0]
     assert len(log) == 2  # one evaluation per epoch: 96 examples / 32 = 3 steps
+
+
+def test_fine_tuning_learns_the_task(vocab, tmp_path):
+    """A tiny random BERT fine-tuned on the built-in demo sample (data/demo: SST-2-style sentences,
+    easy by design) must beat the majority class (57% of its dev set) by a wide margin."""
+    demo = os.path.join(ROOT, "data", "demo", "SST-2")
+    labels = [line.rsplit("\t", 1)[1] for line in open(os.path.join(demo, "dev.tsv")).read().splitlines()[1:]]
+    majority = max(labels.count("0"), labels.count("1")) / len(labels)
+    init = save_tiny_classifier(modeling, tmp_path / "init", vocab, layers=4, hidden=32)
+    run("--finetune", "--task_name", "SST-2", "--data_dir", demo, "--student_model", init, "--output_dir",
+        tmp_path / "ft", "--num_train_epochs", 5, "--learning_rate", 3e-3, "--serve_for_online")
+    results = json.load(open(tmp_path / "ft" / "results_eval.json"))
+    assert results["accuracy"] > majority + 0.15, (results["accuracy"], majority)
 
 
 def test_two_stage_distillation_end_to_end(teacher, sst2, vocab, tmp_path, modeling_for):
