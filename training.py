@@ -3,15 +3,14 @@ resumable checkpoints, a non-finite-loss guard, and the train_log.csv / curves.p
 
 Backend-neutral like modeling.py. A resumable checkpoint is one directory, written all-or-nothing
 (checkpoint.atomic_dir): the model as a model directory (config.json, vocab.txt, model.safetensors),
-plus `optimizer`, `scheduler` (framework save) and `state.json` (step, epoch, position in the epoch,
-best metric) and `rng.pkl` (Python, numpy and framework generators).
+plus `optimizer`, `scheduler` (framework save, read back without running code), `state.json` (step, epoch,
+position in the epoch, best metric) and `rng.npz` (Python, numpy and framework generators, no pickle).
 """
 import contextlib
 import csv
 import json
 import math
 import os
-import pickle
 import random
 import shutil
 import time
@@ -107,14 +106,25 @@ def check_finite(step, terms):
 # Resumable checkpoints
 # ----------------------------------------------------------------------------------------------
 def rng_state():
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
+    """Python's, numpy's legacy and the framework's generator states, as plain numpy arrays (stored
+    without pickle: a copied run directory must not be able to run code on --resume)."""
+    version, python_mt, gauss = random.getstate()
+    kind, numpy_mt, pos, has_gauss, cached = np.random.get_state()
+    assert kind == "MT19937", kind  # the legacy RandomState has no other generator
+    return {"python_version": np.array(version), "python_mt": np.array(python_mt, dtype=np.uint32),
+            "python_gauss": np.array([] if gauss is None else [gauss], dtype=np.float64),
+            "numpy_mt": np.asarray(numpy_mt, dtype=np.uint32), "numpy_pos": np.array(pos),
+            "numpy_has_gauss": np.array(has_gauss), "numpy_gauss": np.array(cached, dtype=np.float64),
             "framework": flow.get_rng_state().numpy()}
 
 
 def set_rng_state(state):
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    flow.set_rng_state(flow.from_numpy(state["framework"]))
+    gauss = state["python_gauss"]
+    random.setstate((int(state["python_version"]), tuple(int(x) for x in state["python_mt"]),
+                     float(gauss[0]) if gauss.size else None))
+    np.random.set_state(("MT19937", state["numpy_mt"], int(state["numpy_pos"]), int(state["numpy_has_gauss"]),
+                         float(state["numpy_gauss"])))
+    flow.set_rng_state(flow.from_numpy(np.array(state["framework"])))
 
 
 def save_checkpoint(directory, model, optimizer=None, scheduler=None, state=None, vocab_file=None, exclude=()):
@@ -124,19 +134,31 @@ def save_checkpoint(directory, model, optimizer=None, scheduler=None, state=None
         if optimizer is not None:
             flow.save(optimizer.state_dict(), os.path.join(tmp, "optimizer"))
             flow.save(scheduler.state_dict(), os.path.join(tmp, "scheduler"))
-            with open(os.path.join(tmp, "rng.pkl"), "wb") as f:
-                pickle.dump(rng_state(), f)
+            checkpoint.save_arrays(os.path.join(tmp, "rng.npz"), rng_state())
         checkpoint.write_text_atomic(os.path.join(tmp, STATE_NAME), json.dumps(state or {}, indent=2) + "\n")
 
 
 def load_checkpoint(directory, model, optimizer=None, scheduler=None):
-    """Restore model (and optimizer, scheduler, RNG) from save_checkpoint's directory; returns its state."""
-    model.load_numpy_state_dict(checkpoint.load_state_dict(directory), source=directory)
+    """Restore model (and optimizer, scheduler, RNG) from save_checkpoint's directory; returns its state.
+    Every file is read, without running code from any of them, before anything is restored."""
+    weights = checkpoint.load_state_dict(directory)
     if optimizer is not None:
-        optimizer.load_state_dict(flow.load(os.path.join(directory, "optimizer")))
-        scheduler.load_state_dict(flow.load(os.path.join(directory, "scheduler")))
-        with open(os.path.join(directory, "rng.pkl"), "rb") as f:
-            set_rng_state(pickle.load(f))
+        optimizer_state = checkpoint.read_framework_save(os.path.join(directory, "optimizer"), flow)
+        scheduler_state = checkpoint.read_framework_save(os.path.join(directory, "scheduler"), flow)
+        rng_path = os.path.join(directory, "rng.npz")
+        if not os.path.isfile(rng_path) and os.path.isfile(os.path.join(directory, "rng.pkl")):
+            raise checkpoint.CheckpointError(
+                f"{os.path.join(directory, 'rng.pkl')}: random state saved as a pickle by an older version; "
+                "it is not loaded, since unpickling can run code: start this run afresh (without --resume)")
+        rng = checkpoint.load_arrays(rng_path)
+        missing = sorted(set(rng_state()) - set(rng))
+        if missing:
+            raise checkpoint.CheckpointError(f"{rng_path}: no {', '.join(missing)}")
+    model.load_numpy_state_dict(weights, source=directory)
+    if optimizer is not None:
+        optimizer.load_state_dict(optimizer_state)
+        scheduler.load_state_dict(scheduler_state)
+        set_rng_state(rng)
     with open(os.path.join(directory, STATE_NAME)) as f:
         return json.load(f)
 
