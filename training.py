@@ -277,7 +277,10 @@ class _Run:
         self.precision, self.best_metric, self.run_info = precision, best_metric, run_info
         self.vocab_file, self.exclude = vocab_file, exclude
         # "interval": sums of the loss terms over the optimizer steps since the last log row
-        self.state = {"step": 0, "epoch": 0, "batch": 0, "train_seconds": 0.0, "examples": 0, "best": None,
+        # train_seconds: wall time of the run so far (across resumes); pause_seconds: the part of it spent
+        # evaluating and saving, left out of the examples/s figure
+        self.state = {"step": 0, "epoch": 0, "batch": 0, "train_seconds": 0.0, "pause_seconds": 0.0, "examples": 0,
+                      "best": None,
                       "interval": {"steps": 0}, "run": run_info}
         self.lap = time.perf_counter()
         self.step_terms, self.speed, self.epoch_len = {}, None, 1
@@ -318,10 +321,16 @@ class _Run:
         interval["steps"] += 1
         shown = {k: f"{v:.4g}" for k, v in self.step_terms.items()}
         self.step_terms = {}
-        self.speed = self.state["examples"] / max(self.state["train_seconds"], 1e-9)
+        busy = self.state["train_seconds"] - self.state["pause_seconds"]
+        self.speed = self.state["examples"] / max(busy, 1e-9)
         return dict(shown, **{"ex/s": f"{self.speed:.0f}"})
 
     def after_step(self, eval_fn, bar):
+        started = time.perf_counter()
+        self._evaluate_log_save(eval_fn, bar)
+        self.state["pause_seconds"] += time.perf_counter() - started
+
+    def _evaluate_log_save(self, eval_fn, bar):
         step, plan = self.state["step"], self.plan
         evaluate = eval_fn is not None and plan.at(plan.eval_every, step)
         metrics = eval_fn() if evaluate else None
