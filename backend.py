@@ -17,6 +17,8 @@ import importlib.util
 import os
 import sys
 
+import numpy as np
+
 BACKENDS = ("oneflow", "torch")
 DEFAULT = "oneflow"
 
@@ -131,3 +133,79 @@ def import_for(module_name, backend_name):
     finally:
         _chosen = before
     return module
+
+
+# ----------------------------------------------------------------------------------------------
+# Data-parallel training under a launcher (torchrun, or `python -m oneflow.distributed.launch`)
+# ----------------------------------------------------------------------------------------------
+class Distributed:
+    """This process's place in a data-parallel job: rank, world size, device, and the collectives the
+    training loop needs. One process without a launcher is rank 0 of a world of 1, and every
+    collective is then a no-op."""
+
+    def __init__(self, flow, rank=0, world=1, local_rank=0):
+        self.flow, self.rank, self.world, self.local_rank = flow, rank, world, local_rank
+
+    @property
+    def is_main(self):
+        """Rank 0 alone evaluates, logs and saves."""
+        return self.rank == 0
+
+    def wrap(self, model):
+        """The model every rank trains through (its gradients averaged over ranks); saving and
+        evaluation use the unwrapped model."""
+        if self.world == 1:
+            return model
+        ddp = self.flow.nn.parallel.DistributedDataParallel
+        if self.flow.__name__ == "torch":
+            on_gpu = next(model.parameters()).is_cuda
+            # stage 1 leaves the classifier out of its loss, stage 2 fit_dense: parameters without gradients
+            return ddp(model, device_ids=[self.local_rank] if on_gpu else None, find_unused_parameters=True)
+        return ddp(model)
+
+    def all_gather(self, array):
+        """[array of rank 0, array of rank 1, ...]; arrays of one shape and dtype on every rank."""
+        if self.world == 1:
+            return [array]
+        flow = self.flow
+        device = "cuda" if flow.__name__ == "torch" and flow.distributed.get_backend() == "nccl" else "cpu"
+        local = flow.tensor(np.ascontiguousarray(array), device=device)
+        gathered = [flow.zeros_like(local) for _ in range(self.world)]
+        if flow.__name__ == "torch":
+            flow.distributed.all_gather(gathered, local)
+        else:
+            flow.comm.all_gather(gathered, local)
+        return [g.cpu().numpy() for g in gathered]
+
+    def barrier(self):
+        if self.world == 1:
+            return
+        if self.flow.__name__ == "torch":
+            self.flow.distributed.barrier()
+        else:
+            self.flow.comm.barrier()
+
+
+def distributed(gpu=True, timeout_s=1800):
+    """(Distributed, device) for this process: under torchrun or OneFlow's launcher (WORLD_SIZE > 1)
+    joins the job (NCCL on GPUs, gloo on CPUs for torch; OneFlow reads its launcher's environment);
+    otherwise one process. A rank that dies ends the job: the launcher stops the others, and a
+    collective waiting for a lost machine gives up after `timeout_s`."""
+    flow = framework()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Distributed(flow), device(gpu)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    on_gpu = gpu and flow.cuda.is_available()
+    dev = f"cuda:{local_rank}" if on_gpu else "cpu"
+    if flow.__name__ == "torch":
+        import datetime
+        if on_gpu:
+            flow.cuda.set_device(local_rank)
+        if not flow.distributed.is_initialized():
+            flow.distributed.init_process_group("nccl" if on_gpu else "gloo",
+                                                timeout=datetime.timedelta(seconds=timeout_s))
+    elif flow.env.get_world_size() != world:
+        raise BackendError(f"WORLD_SIZE={world} but OneFlow sees {flow.env.get_world_size()} processes: "
+                           "start OneFlow jobs with `python -m oneflow.distributed.launch`")
+    return Distributed(flow, rank, world, local_rank), dev

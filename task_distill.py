@@ -18,6 +18,7 @@ implementation (`Recipe`; bench/bench_task_distill.py measures what they buy):
 - `--reference_mode` turns all of these back.
 """
 import argparse
+import dataclasses
 import enum
 import functools
 import json
@@ -230,14 +231,17 @@ def load_data(data_dir, train_data, task, split, tokenizer, max_seq_length, max_
     return train, dev
 
 
-def batches(features, batch_size, recipe=OURS, seed=0, epoch=0, shuffle=True):
+def batches(features, batch_size, recipe=OURS, seed=0, epoch=0, shuffle=True, min_rows=1):
     """[(rows, width)] of one epoch: length-grouped rows padded to their longest (ours), or random
-    batches padded to max_seq_length (the reference's)."""
+    batches padded to max_seq_length (the reference's). A last batch of fewer than `min_rows` rows
+    (too few to give every process a piece) is left out."""
     order = glue.batch_order(features.lengths, batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
                              group_by_length=recipe.dynamic_padding)
-    if not recipe.dynamic_padding:
-        return [(index, features.max_seq_length) for index in order]
-    return [(index, int(features.lengths[index].max())) for index in order]
+    return [(index, width(features, index, recipe)) for index in order if len(index) >= min_rows]
+
+
+def width(features, rows, recipe=OURS):
+    return int(features.lengths[rows].max()) if recipe.dynamic_padding else features.max_seq_length
 
 
 def to_tensors(features, index, width, device, teacher_logits=None):
@@ -251,11 +255,18 @@ def to_tensors(features, index, width, device, teacher_logits=None):
     return out
 
 
-def training_epochs(features, batch_size, recipe, seed, device, teacher_logits=None):
-    """fit()'s batches(epoch): the epoch's micro-batches as tensors, made when fit() asks."""
+def training_epochs(features, batch_size, recipe, seed, device, teacher_logits=None, world=1, rank=0, grad_accum=1):
+    """fit()'s batches(epoch): this rank's micro-batches of batch_size rows (its pieces of global
+    batches of batch_size x world x grad_accum rows), as tensors made when fit() asks."""
+    pieces = world * grad_accum
+
     def epoch_of(epoch):
-        order = batches(features, batch_size, recipe, seed=seed, epoch=epoch)
-        return training.Epoch(len(order), lambda i: to_tensors(features, *order[i], device, teacher_logits))
+        order = batches(features, batch_size * pieces, recipe, seed=seed, epoch=epoch, min_rows=pieces)
+
+        def make(i):
+            rows = training.rank_pieces(order[i // grad_accum][0], world, rank, grad_accum)[i % grad_accum]
+            return to_tensors(features, rows, width(features, rows, recipe), device, teacher_logits)
+        return training.Epoch(len(order) * grad_accum, make)
     return epoch_of
 
 
@@ -286,13 +297,23 @@ class Teacher:
             logits = logits[:, flow.tensor(self.perm, device=logits.device)]
         return logits, atts, reps
 
-    def all_logits(self, features, batch_size, recipe):
-        """Logits for every example, once (prediction distillation reuses them every epoch)."""
-        out = np.zeros((len(features), self.model.num_labels), dtype=np.float32)
-        order = batches(features, batch_size, recipe, shuffle=False)
-        for index, width in tqdm(order, desc="teacher logits", unit="batch", leave=False):
-            out[index] = self(to_tensors(features, index, width, self.device), need_internals=False)[0].cpu().numpy()
-        return out
+    def all_logits(self, features, batch_size, recipe, dist=None):
+        """Logits for every example, once (prediction distillation reuses them every epoch); in a
+        data-parallel job each rank computes every world-th example and they share the results."""
+        n, world, rank = len(features), dist.world if dist else 1, dist.rank if dist else 0
+        mine = np.arange(rank, n, world)
+        share = features.select(mine) if world > 1 else features
+        out = np.zeros((-(-n // world), self.model.num_labels), dtype=np.float32)
+        order = batches(share, batch_size, recipe, shuffle=False)
+        for index, cols in tqdm(order, desc="teacher logits", unit="batch", leave=False, disable=rank != 0 or None):
+            out[index] = self(to_tensors(share, index, cols, self.device), need_internals=False)[0].cpu().numpy()
+        if world == 1:
+            return out
+        every = np.zeros((n, self.model.num_labels), dtype=np.float32)
+        for r, part in enumerate(dist.all_gather(out)):
+            rows = np.arange(r, n, world)
+            every[rows] = part[:len(rows)]
+        return every
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,8 +365,8 @@ def predict(model, features, batch_size, device):
     out = np.zeros((len(features), model.num_labels), dtype=np.float32)
     start = time.perf_counter()
     with flow.no_grad():
-        for index, width in batches(features, batch_size, shuffle=False):
-            b = to_tensors(features, index, width, device)
+        for index, cols in batches(features, batch_size, shuffle=False):
+            b = to_tensors(features, index, cols, device)
             out[index] = model(b["input_ids"], b["segment_ids"], b["input_mask"],
                                output_attentions=False)[0].float().cpu().numpy()
     return out, len(features) / max(time.perf_counter() - start, 1e-9)
@@ -359,8 +380,8 @@ def evaluate(task, model, features, batch_size, device, losses=None):
         model.eval()
         sums, n = {}, 0
         with flow.no_grad():
-            for index, width in batches(features, batch_size, losses.recipe, shuffle=False):
-                for k, v in losses(to_tensors(features, index, width, device)).items():
+            for index, cols in batches(features, batch_size, losses.recipe, shuffle=False):
+                for k, v in losses(to_tensors(features, index, cols, device)).items():
                     sums[k] = sums.get(k, 0.0) + float(v) * len(index)
                 n += len(index)
         model.train()
@@ -408,16 +429,18 @@ def make_teacher(model, student, processor, device, dtype="fp32", remap_labels=F
                                                  student.config.num_hidden_layers)
 
 
-def make_plan(num_batches, grad_accum, epochs, eval_step):
-    """Steps of the run (fractional epochs allowed) and the evaluation cadence (0: once per epoch)."""
-    per_epoch = training.steps_per_epoch(num_batches, grad_accum)
-    return training.Plan(total_steps=int(per_epoch * epochs), eval_every=eval_step or per_epoch, grad_accum=grad_accum)
+def make_plan(global_batches, grad_accum, epochs, eval_step):
+    """Steps of the run (one per global batch; fractional epochs allowed) and the evaluation cadence
+    (0: once per epoch)."""
+    return training.Plan(total_steps=int(global_batches * epochs), eval_every=eval_step or global_batches,
+                         grad_accum=grad_accum)
 
 
 def main(argv=None):
     args = parse_args(argv)
     training.set_seed(args.seed)
-    device = backend.device(args.gpu)
+    dist, device = backend.distributed(args.gpu)
+    training.set_seed(args.seed + dist.rank)  # each rank its own dropout; the data order is seeded apart
     processor = glue.get_processor(args.task_name)
     tokenizer = checkpoint.load_tokenizer(args.student_model)
     mode, recipe = args.mode, args.recipe
@@ -434,17 +457,20 @@ def main(argv=None):
     train_data, dev = load_data(args.data_dir, args.train_data, args.task_name,
                                 "train_aug" if args.aug_train else "train", tokenizer, args.max_seq_length,
                                 args.max_train_examples, args.seed)
-    print(f"{mode.value}: {len(train_data)} training examples, {len(dev)} dev, "
-          f"lr {args.learning_rate}, {args.num_train_epochs} epochs, backend {args.backend} on {device}")
+    accum, pieces = args.gradient_accumulation_steps, dist.world * args.gradient_accumulation_steps
+    if dist.is_main:
+        print(f"{mode.value}: {len(train_data)} training examples, {len(dev)} dev, lr {args.learning_rate}, "
+              f"{args.num_train_epochs} epochs, batch {args.train_batch_size} x {dist.world} processes x {accum} "
+              f"accumulated = {args.train_batch_size * pieces}, backend {args.backend} on {device}")
 
     teacher = layer_map = teacher_logits = None
     if mode.needs_teacher:
         teacher, layer_map = make_teacher(teacher_model, student, processor, device, args.teacher_dtype,
                                           args.remap_teacher_labels, args.layer_map)
     if mode is Mode.STAGE2 and recipe.teacher_logits_once:
-        teacher_logits = teacher.all_logits(train_data, args.eval_batch_size, recipe)
-    losses = Losses(mode, student, teacher, layer_map, processor.is_regression, args.temperature, recipe)
-    plan = make_plan(len(batches(train_data, args.train_batch_size, recipe)), args.gradient_accumulation_steps,
+        teacher_logits = teacher.all_logits(train_data, args.eval_batch_size, recipe, dist)
+    losses = Losses(mode, dist.wrap(student), teacher, layer_map, processor.is_regression, args.temperature, recipe)
+    plan = make_plan(len(batches(train_data, args.train_batch_size * pieces, recipe, min_rows=pieces)), accum,
                      args.num_train_epochs, args.eval_step)
     optimizer = training.make_optimizer(student, args.learning_rate, args.weight_decay)
     # the reference trains stage 1 at a constant rate, stage 2 and fine-tuning with linear warm-up
@@ -452,14 +478,17 @@ def main(argv=None):
                                        "constant" if mode is Mode.STAGE1 else "linear")
     student.train()
     state = training.fit(
-        student, training_epochs(train_data, args.train_batch_size, recipe, args.seed, device, teacher_logits),
+        student, training_epochs(train_data, args.train_batch_size, recipe, args.seed, device, teacher_logits,
+                                 dist.world, dist.rank, accum),
         losses, optimizer, scheduler, args.output_dir, plan, precision=training.MixedPrecision(args.fp16, device),
         eval_fn=functools.partial(evaluate, args.task_name, student, dev, args.eval_batch_size, device,
-                                  None if mode.keeps_best else losses),
+                                  None if mode.keeps_best else dataclasses.replace(losses, student=student)),
         best_metric=glue.best_metric_name(args.task_name) if mode.keeps_best else None,
-        resume=args.resume, keep_resume=not args.serve_for_online, run_info={"mode": mode.value},
-        exclude=("fit_dense.",) if args.serve_for_online else (), desc=mode.value)
-
+        resume=args.resume, keep_resume=not args.serve_for_online,
+        run_info={"mode": mode.value, "processes": dist.world, "batch": args.train_batch_size * pieces},
+        exclude=("fit_dense.",) if args.serve_for_online else (), desc=mode.value, dist=dist)
+    if not dist.is_main:
+        return state
     if mode.keeps_best:
         best = modeling.TinyBertForSequenceClassification.from_pretrained(
             args.output_dir, num_labels=processor.num_labels, fit_size=None, verbose=False).to(device)

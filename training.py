@@ -127,20 +127,30 @@ def set_rng_state(state):
     flow.set_rng_state(flow.from_numpy(np.array(state["framework"])))
 
 
-def save_checkpoint(directory, model, optimizer=None, scheduler=None, state=None, vocab_file=None, exclude=()):
-    """Everything needed to continue training, or (optimizer=None) only what inference needs."""
+def save_checkpoint(directory, model, optimizer=None, scheduler=None, state=None, vocab_file=None, exclude=(),
+                    rng_states=None):
+    """Everything needed to continue training, or (optimizer=None) only what inference needs.
+    `rng_states`: every rank's rng_state() in a data-parallel job (default: this process's)."""
     with checkpoint.atomic_dir(directory) as tmp:
         model.save_pretrained(tmp, vocab_file=vocab_file, exclude=exclude)
         if optimizer is not None:
             flow.save(optimizer.state_dict(), os.path.join(tmp, "optimizer"))
             flow.save(scheduler.state_dict(), os.path.join(tmp, "scheduler"))
-            checkpoint.save_arrays(os.path.join(tmp, "rng.npz"), rng_state())
+            arrays = {}
+            for rank, rng in enumerate(rng_states or [rng_state()]):
+                arrays.update({_rank_key(rank, k): v for k, v in rng.items()})
+            checkpoint.save_arrays(os.path.join(tmp, "rng.npz"), arrays)
         checkpoint.write_text_atomic(os.path.join(tmp, STATE_NAME), json.dumps(state or {}, indent=2) + "\n")
 
 
-def load_checkpoint(directory, model, optimizer=None, scheduler=None):
-    """Restore model (and optimizer, scheduler, RNG) from save_checkpoint's directory; returns its state.
-    Every file is read, without running code from any of them, before anything is restored."""
+def _rank_key(rank, key):
+    return key if rank == 0 else f"rank{rank}.{key}"
+
+
+def load_checkpoint(directory, model, optimizer=None, scheduler=None, rank=0):
+    """Restore model (and optimizer, scheduler, this rank's RNG) from save_checkpoint's directory;
+    returns its state. Every file is read, without running code from any of them, before anything
+    is restored."""
     weights = checkpoint.load_state_dict(directory)
     if optimizer is not None:
         optimizer_state = checkpoint.read_framework_save(os.path.join(directory, "optimizer"), flow)
@@ -150,8 +160,9 @@ def load_checkpoint(directory, model, optimizer=None, scheduler=None):
             raise checkpoint.CheckpointError(
                 f"{os.path.join(directory, 'rng.pkl')}: random state saved as a pickle by an older version; "
                 "it is not loaded, since unpickling can run code: start this run afresh (without --resume)")
-        rng = checkpoint.load_arrays(rng_path)
-        missing = sorted(set(rng_state()) - set(rng))
+        saved = checkpoint.load_arrays(rng_path)
+        rng = {k: saved[_rank_key(rank, k)] for k in rng_state() if _rank_key(rank, k) in saved}
+        missing = sorted(_rank_key(rank, k) for k in set(rng_state()) - set(rng))
         if missing:
             raise checkpoint.CheckpointError(f"{rng_path}: no {', '.join(missing)}")
     model.load_numpy_state_dict(weights, source=directory)
@@ -219,7 +230,7 @@ def steps_per_epoch(num_batches, grad_accum=1):
 
 def fit(model, batches, loss_fn, optimizer, scheduler, out_dir, plan, *, precision, eval_fn=None,
         best_metric=None, resume=False, keep_resume=True, run_info=None, vocab_file=None, exclude=(),
-        desc="train"):
+        desc="train", dist=None):
     """Train `model` for `plan.total_steps` optimizer steps; returns the final state.
 
     batches(epoch) -> Epoch of micro-batches (dicts of tensors), the same for the same epoch in every
@@ -228,11 +239,17 @@ def fit(model, batches, loss_fn, optimizer, scheduler, out_dir, plan, *, precisi
     otherwise the latest. `out_dir/resume` holds everything to continue at the exact batch (--resume);
     a fresh run drops an older run's resume state and log first. `run_info` is stored with the state,
     and a resume under different `run_info` is refused.
+
+    In a data-parallel job (`dist`, backend.Distributed) `model` is the unwrapped model that rank 0
+    evaluates and saves; loss_fn trains through the wrapped one, and batches(epoch) gives this rank's
+    micro-batches (rank_pieces). Every rank resumes from the same files, each with its own RNG state.
     """
+    dist = dist or backend.Distributed(flow)
     run = _Run(model, optimizer, scheduler, out_dir, plan, precision, best_metric, run_info or {},
-               vocab_file, exclude)
+               vocab_file, exclude, dist)
     run.start(resume)
-    bar = tqdm(total=plan.total_steps, initial=run.state["step"], desc=desc, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=plan.total_steps, initial=run.state["step"], desc=desc, unit="step", dynamic_ncols=True,
+               disable=not dist.is_main or None)
     while run.state["step"] < plan.total_steps:
         epoch = batches(run.state["epoch"])
         if len(epoch) == 0:
@@ -267,12 +284,34 @@ def _batch_size(batch):
     return len(next(iter(batch.values())))
 
 
+def rank_pieces(rows, world=1, rank=0, grad_accum=1):
+    """The `grad_accum` micro-batches this rank trains on out of one global batch `rows`: the rows cut
+    into world x grad_accum near-equal pieces, piece j * world + rank at accumulation step j. So a
+    step sees the same global batch whatever the number of processes."""
+    pieces = np.array_split(np.asarray(rows), world * grad_accum)
+    return [pieces[j * world + rank] for j in range(grad_accum)]
+
+
+def _pack(arrays):
+    """One uint8 buffer of `arrays` (in key order), to gather over ranks; _unpack reverses it."""
+    return np.concatenate([np.ascontiguousarray(arrays[k]).reshape(-1).view(np.uint8) for k in sorted(arrays)])
+
+
+def _unpack(buffer, like):
+    out, pos = {}, 0
+    for k in sorted(like):
+        a = np.asarray(like[k])
+        out[k] = buffer[pos:pos + a.nbytes].view(a.dtype).reshape(a.shape).copy()
+        pos += a.nbytes
+    return out
+
+
 class _Run:
     """fit()'s bookkeeping: where the run stands, the log, and the checkpoints."""
 
     def __init__(self, model, optimizer, scheduler, out_dir, plan, precision, best_metric, run_info,
-                 vocab_file, exclude):
-        self.model, self.optimizer, self.scheduler, self.plan = model, optimizer, scheduler, plan
+                 vocab_file, exclude, dist):
+        self.model, self.optimizer, self.scheduler, self.plan, self.dist = model, optimizer, scheduler, plan, dist
         self.out_dir, self.resume_dir = out_dir, os.path.join(out_dir, RESUME_DIR)
         self.precision, self.best_metric, self.run_info = precision, best_metric, run_info
         self.vocab_file, self.exclude = vocab_file, exclude
@@ -288,14 +327,17 @@ class _Run:
     def start(self, resume):
         os.makedirs(self.out_dir, exist_ok=True)
         if resume and os.path.isdir(self.resume_dir):
-            state = load_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler)
+            state = load_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler, self.dist.rank)
             if state.get("run") != self.run_info:
                 raise ValueError(f"{self.resume_dir} holds a run of {state.get('run')}; this one is "
                                  f"{self.run_info}: resume with the same settings, or start afresh with --overwrite")
             self.state = state
-            self.log = TrainLog(self.out_dir)
-            self.log.truncate_after(state["step"])
-            print(f"resuming at epoch {state['epoch']}, batch {state['batch']}, step {state['step']}")
+            if self.dist.is_main:
+                self.log = TrainLog(self.out_dir)
+                self.log.truncate_after(state["step"])
+                print(f"resuming at epoch {state['epoch']}, batch {state['batch']}, step {state['step']}")
+            return
+        if not self.dist.is_main:
             return
         if resume:
             print(f"--resume: no {self.resume_dir}, starting from the beginning")
@@ -331,12 +373,12 @@ class _Run:
         self.state["pause_seconds"] += time.perf_counter() - started
 
     def _evaluate_log_save(self, eval_fn, bar):
-        step, plan = self.state["step"], self.plan
-        evaluate = eval_fn is not None and plan.at(plan.eval_every, step)
-        metrics = eval_fn() if evaluate else None
-        if metrics is not None or plan.at(plan.log_every or plan.eval_every, step):
+        step, plan, main = self.state["step"], self.plan, self.dist.is_main
+        evaluate = eval_fn is not None and plan.at(plan.eval_every, step)  # the same on every rank
+        metrics = eval_fn() if evaluate and main else None
+        if main and (evaluate or plan.at(plan.log_every or plan.eval_every, step)):
             self.write_row(metrics)
-        if metrics is not None or plan.at(plan.save_every or plan.eval_every, step):
+        if evaluate or plan.at(plan.save_every or plan.eval_every, step):
             saved = self.save(metrics)
             if metrics is not None:
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
@@ -354,7 +396,12 @@ class _Run:
         self.state["interval"] = {"steps": 0}
 
     def save(self, metrics):
-        """The model into out_dir (if it is the best so far, or the latest is kept), then resume state."""
+        """The model into out_dir (if it is the best so far, or the latest is kept), then resume state
+        with every rank's RNG; rank 0 writes, the others only hand over their RNG state."""
+        local = rng_state()
+        rng_states = [_unpack(b, local) for b in self.dist.all_gather(_pack(local))]
+        if not self.dist.is_main:
+            return False
         improved = True
         if self.best_metric is not None:
             value = (metrics or {}).get(self.best_metric)
@@ -365,12 +412,12 @@ class _Run:
             save_checkpoint(self.out_dir, self.model, state=dict(self.state, metrics=metrics),
                             vocab_file=self.vocab_file, exclude=self.exclude)
         save_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler, state=self.state,
-                        vocab_file=self.vocab_file)
+                        vocab_file=self.vocab_file, rng_states=rng_states)
         self.log.plot()
         return improved
 
     def finish(self, keep_resume):
-        if not keep_resume:
+        if not keep_resume and self.dist.is_main:
             shutil.rmtree(self.resume_dir, ignore_errors=True)
 
 
