@@ -161,7 +161,7 @@ class Distributed:
             on_gpu = next(model.parameters()).is_cuda
             # stage 1 leaves the classifier out of its loss, stage 2 fit_dense: parameters without gradients
             return ddp(model, device_ids=[self.local_rank] if on_gpu else None, find_unused_parameters=True)
-        return ddp(model)
+        return _flat_outputs(self.flow, model, ddp)
 
     def all_gather(self, array):
         """[array of rank 0, array of rank 1, ...]; arrays of one shape and dtype on every rank."""
@@ -184,6 +184,45 @@ class Distributed:
             self.flow.distributed.barrier()
         else:
             self.flow.comm.barrier()
+
+
+def _flat_outputs(flow, model, ddp):
+    """OneFlow 0.9's DistributedDataParallel accepts only a flat tuple of tensors as a module's output;
+    the models return (logits, [scores per layer], [hidden states]), with None for skipped scores. Run
+    the model under DDP through a module that flattens its output, and rebuild it outside."""
+    def flatten(value, flat):
+        if isinstance(value, (list, tuple)):
+            return type(value), [flatten(v, flat) for v in value]
+        if value is None:
+            return None
+        flat.append(value)
+        return len(flat) - 1
+
+    def rebuild(shape, flat):
+        if shape is None or isinstance(shape, int):
+            return None if shape is None else flat[shape]
+        kind, parts = shape
+        items = [rebuild(p, flat) for p in parts]
+        return kind(*items) if hasattr(kind, "_fields") else kind(items)  # a namedtuple, or a list/tuple
+
+    last = {}  # the structure of the latest output (kept off the module: DDP hooks see its attributes)
+
+    class Flat(flow.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args, **kwargs):
+            flat = []
+            last["shape"] = flatten(self.model(*args, **kwargs), flat)
+            return tuple(flat)
+
+    wrapped = ddp(Flat())
+
+    def call(*args, **kwargs):
+        flat = list(wrapped(*args, **kwargs))
+        return rebuild(last["shape"], flat)
+    return call
 
 
 def distributed(gpu=True, timeout_s=1800):

@@ -14,7 +14,6 @@ train_log.csv, curves.png, general_distill_args.json and resume/ (the last check
 """
 import argparse
 import json
-import math
 import os
 from array import array
 from dataclasses import dataclass
@@ -128,20 +127,27 @@ class PregeneratedEpoch:
     def __len__(self):
         return len(self.offsets)
 
-    def num_batches(self, batch_size):
-        return math.ceil(len(self) / batch_size)
+    def num_batches(self, batch_size, pieces=1):
+        """Batches of `batch_size` instances; a last one of fewer than `pieces` instances (too few to
+        give every process a piece) is left out."""
+        full, rest = divmod(len(self), batch_size)
+        return full + (rest >= pieces and rest > 0)
 
-    def batches(self, batch_size, seed, device):
-        """fit()'s Epoch: batch i is rows order[i*bs:(i+1)*bs] of a seeded permutation, read and padded
-        to its longest instance only when fit() asks for it."""
+    def batches(self, batch_size, seed, device, world=1, rank=0, grad_accum=1):
+        """fit()'s Epoch for this rank: global batch g is rows order[g*G:(g+1)*G] of a seeded permutation
+        (G = batch_size x world x grad_accum), of which this rank trains on its pieces (rank_pieces),
+        read and padded to their longest instance only when fit() asks for them."""
         order = np.random.default_rng(seed).permutation(len(self))
+        size = batch_size * world * grad_accum
 
         def make(i):
+            g, j = divmod(i, grad_accum)
+            rows = training.rank_pieces(order[g * size:(g + 1) * size], world, rank, grad_accum)[j]
             with open(self.path, "rb") as f:
-                rows = [self.instance(f, int(r)) for r in order[i * batch_size:(i + 1) * batch_size]]
-            ids, types, mask = (flow.tensor(a, dtype=flow.int64, device=device) for a in pad(rows))
+                instances = [self.instance(f, int(r)) for r in rows]
+            ids, types, mask = (flow.tensor(a, dtype=flow.int64, device=device) for a in pad(instances))
             return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
-        return training.Epoch(self.num_batches(batch_size), make)
+        return training.Epoch(self.num_batches(size, world * grad_accum) * grad_accum, make)
 
     def instance(self, f, i):
         f.seek(self.offsets[i])
@@ -242,11 +248,11 @@ class DistillLosses:
         return {"att_loss": att, "rep_loss": rep, "loss": att + rep}
 
 
-def pregenerated_epochs(epochs, vocab, batch_size, seed, device):
+def pregenerated_epochs(epochs, vocab, batch_size, seed, device, world=1, rank=0, grad_accum=1):
     """fit()'s batches(epoch): training epoch e reads its epoch_N.json in the order seeded by seed + e."""
     def epoch_of(e):
         path, metrics = epochs[e % len(epochs)]
-        return PregeneratedEpoch(path, metrics, vocab).batches(batch_size, seed + e, device)
+        return PregeneratedEpoch(path, metrics, vocab).batches(batch_size, seed + e, device, world, rank, grad_accum)
     return epoch_of
 
 
@@ -258,46 +264,56 @@ def check_lengths(epochs, teacher_config, student_config):
                          f"{positions} positions: pregenerate with --max_seq_len {positions} or less")
 
 
-def count_steps(epochs, batch_size, grad_accum=1):
-    return sum(training.steps_per_epoch(math.ceil(metrics["num_training_examples"] / batch_size), grad_accum)
-               for _, metrics in epochs)
+def count_steps(epochs, global_batch_size, pieces=1):
+    """Optimizer steps of the run: one per global batch."""
+    steps = 0
+    for _, metrics in epochs:
+        full, rest = divmod(metrics["num_training_examples"], global_batch_size)
+        steps += full + (rest >= pieces and rest > 0)
+    return steps
 
 
 def main(argv=None):
     args = parse_args(argv)
-    training.set_seed(args.seed)
+    dist, device = backend.distributed(not args.no_cuda)
+    training.set_seed(args.seed + dist.rank)  # each rank its own dropout; the data order is seeded apart
     epochs = find_epochs(args.pregenerated_data, args.num_train_epochs)
     teacher_dir = resolve_model_dir(args.teacher_model)
     vocab = read_vocab(teacher_dir)
     training.prepare_output_dir(args.output_dir, args.overwrite, args.resume)
     resume_dir = os.path.join(args.output_dir, training.RESUME_DIR)
     resuming = args.resume and os.path.isdir(resume_dir)
-    device = backend.device(not args.no_cuda)
     teacher = load_teacher(teacher_dir, device)
     student = make_student(args.student_model, teacher.config, resume_dir if resuming else None,
                            args.student_layers, args.continue_train).to(device)
     check_lengths(epochs, teacher.config, student.config)
     layer_map = distillation.parse_layer_map(args.layer_map, teacher.config.num_hidden_layers,
                                              student.config.num_hidden_layers)
-    total_steps = count_steps(epochs, args.train_batch_size, args.gradient_accumulation_steps)
+    accum, pieces = args.gradient_accumulation_steps, dist.world * args.gradient_accumulation_steps
+    total_steps = count_steps(epochs, args.train_batch_size * pieces, pieces)
     plan = training.Plan(total_steps=min(total_steps, args.max_steps or total_steps), log_every=args.logging_steps,
                          save_every=args.save_steps, grad_accum=args.gradient_accumulation_steps)
     optimizer = training.make_optimizer(student, args.learning_rate, args.weight_decay)
     scheduler = training.make_schedule(optimizer, total_steps, args.warmup_proportion)  # spans every epoch
-    checkpoint.write_text_atomic(os.path.join(args.output_dir, "general_distill_args.json"),
-                                 json.dumps({**vars(args), "layer_map": layer_map, "total_steps": total_steps},
-                                            indent=2) + "\n")
-    print(f"teacher {teacher_dir} ({teacher.config.num_hidden_layers} layers) -> student "
-          f"{student.config.num_hidden_layers} layers x {student.config.hidden_size}, layer map {layer_map}, "
-          f"{plan.total_steps} of {total_steps} steps on {args.backend}/{device}")
+    if dist.is_main:
+        checkpoint.write_text_atomic(os.path.join(args.output_dir, "general_distill_args.json"),
+                                     json.dumps({**vars(args), "layer_map": layer_map, "total_steps": total_steps,
+                                                 "processes": dist.world}, indent=2) + "\n")
+        print(f"teacher {teacher_dir} ({teacher.config.num_hidden_layers} layers) -> student "
+              f"{student.config.num_hidden_layers} layers x {student.config.hidden_size}, layer map {layer_map}, "
+              f"batch {args.train_batch_size} x {dist.world} processes x {accum} accumulated, "
+              f"{plan.total_steps} of {total_steps} steps on {args.backend}/{device}")
     student.train()
     state = training.fit(
-        student, pregenerated_epochs(epochs, vocab, args.train_batch_size, args.seed, device),
-        DistillLosses(teacher, student, layer_map), optimizer, scheduler, args.output_dir, plan,
+        student, pregenerated_epochs(epochs, vocab, args.train_batch_size, args.seed, device, dist.world, dist.rank,
+                                     accum),
+        DistillLosses(teacher, dist.wrap(student), layer_map), optimizer, scheduler, args.output_dir, plan,
         precision=training.MixedPrecision(False, device, args.max_grad_norm), resume=args.resume,
-        run_info={"mode": "general_distill", "layer_map": layer_map}, vocab_file=checkpoint.find_vocab(teacher_dir),
-        desc="general distillation")
-    print(f"general TinyBERT saved in {args.output_dir} (step {state['step']} of {total_steps})")
+        run_info={"mode": "general_distill", "layer_map": layer_map, "processes": dist.world,
+                  "batch": args.train_batch_size * pieces},
+        vocab_file=checkpoint.find_vocab(teacher_dir), desc="general distillation", dist=dist)
+    if dist.is_main:
+        print(f"general TinyBERT saved in {args.output_dir} (step {state['step']} of {total_steps})")
     return state
 
 

@@ -223,11 +223,6 @@ class Plan:
         return step == self.total_steps or (every > 0 and step % every == 0)
 
 
-def steps_per_epoch(num_batches, grad_accum=1):
-    """Optimizer steps in an epoch of `num_batches` micro-batches (a short last group is a step too)."""
-    return math.ceil(num_batches / grad_accum)
-
-
 def fit(model, batches, loss_fn, optimizer, scheduler, out_dir, plan, *, precision, eval_fn=None,
         best_metric=None, resume=False, keep_resume=True, run_info=None, vocab_file=None, exclude=(),
         desc="train", dist=None):
