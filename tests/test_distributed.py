@@ -29,15 +29,19 @@ def setup(tmp_path_factory, minilm_dir):
     return root, data
 
 
-def task_distill(root, data, out, *extra, nproc=1, kill_after=None, kill_rank=None):
+LAUNCHERS = {"torch": ["torch.distributed.run", "--master_port"], "oneflow": ["oneflow.distributed.launch", "--master_port"]}
+
+
+def task_distill(root, data, out, *extra, nproc=1, kill_after=None, kill_rank=None, backend_name="torch"):
     argv = [os.path.join(ROOT, "task_distill.py"), "--finetune", "--task_name", "SST-2", "--data_dir", data,
             "--student_model", str(root / "init"), "--output_dir", str(out), "--num_train_epochs", "2",
             "--learning_rate", "1e-3", "--eval_step", "2", "--seed", "3", *extra]
     if kill_after is not None:
         argv = [os.path.join(ROOT, "tests", "kill_after.py"), str(kill_after)] + argv
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-                "--master_port", str(29400 + os.getpid() % 500)] if nproc > 1 else [sys.executable]
-    env = dict(ENV, **({"KILL_RANK": str(kill_rank)} if kill_rank is not None else {}))
+    module, port_flag = LAUNCHERS[backend_name]
+    launcher = [sys.executable, "-m", module, "--nproc_per_node", str(nproc), port_flag,
+                str(29400 + os.getpid() % 500)] if nproc > 1 else [sys.executable]
+    env = dict(ENV, BACKEND=backend_name, **({"KILL_RANK": str(kill_rank)} if kill_rank is not None else {}))
     return subprocess.run(launcher + argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -67,6 +71,19 @@ def test_two_processes_equal_one_with_twice_the_batch_and_accumulation(setup, tm
     for run in ("one", "two", "accum"):  # 64 examples / 16 = 4 steps an epoch, 2 epochs
         assert [line.split(",")[0] for line in open(tmp_path / run / "train_log.csv").read().splitlines()] == \
             ["step", "2", "4", "6", "8"]
+
+
+def test_oneflow_launcher_and_ddp_on_a_cpu(setup, tmp_path):
+    """OneFlow 0.9's launcher and DistributedDataParallel run on this CPU: same arithmetic check."""
+    root, data = setup
+    one = task_distill(root, data, tmp_path / "one", "--train_batch_size", "16", "--num_train_epochs", "1",
+                       backend_name="oneflow")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = task_distill(root, data, tmp_path / "two", "--train_batch_size", "8", "--num_train_epochs", "1", nproc=2,
+                       backend_name="oneflow")
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "batch 8 x 2 processes x 1 accumulated = 16, backend oneflow" in two.stdout
+    assert max_diff(weights(tmp_path / "one"), weights(tmp_path / "two")) < 1e-5
 
 
 def test_resumed_two_process_run_equals_an_uninterrupted_one(setup, tmp_path):
