@@ -71,8 +71,10 @@ def load_tokenizer(model_dir, do_lower_case=None):
     if do_lower_case is None:
         do_lower_case = _lower_case_of(model_dir, vocab)
     # transformers 5 takes the vocabulary as `vocab=`; given `vocab_file=` it silently builds an
-    # empty vocabulary and every word becomes [UNK].
-    return BertTokenizerFast(vocab=vocab, do_lower_case=do_lower_case)
+    # empty vocabulary and every word becomes [UNK]. transformers 4 knows only `vocab_file=`.
+    import inspect
+    takes_vocab = "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters
+    return BertTokenizerFast(**{"vocab" if takes_vocab else "vocab_file": vocab}, do_lower_case=do_lower_case)
 
 
 def _lower_case_of(model_dir, vocab_path):
@@ -609,7 +611,9 @@ FORMAT_HINTS = {
 # ----------------------------------------------------------------------------------------------
 def save_safetensors(state, directory):
     from safetensors.numpy import save_file
-    save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, os.path.join(directory, SAFETENSORS_NAME))
+    # {"format": "pt"}: PyTorch's names and layouts, which transformers 4.x requires to load the file
+    save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, os.path.join(directory, SAFETENSORS_NAME),
+              metadata={"format": "pt"})
 
 
 def save_tf_checkpoint(tf_state, directory, prefix=TF_PREFIX):
