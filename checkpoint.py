@@ -469,9 +469,9 @@ def _read_oneflow_save(model_dir, config):
 # -- TensorFlow checkpoints ---------------------------------------------------------------------
 TF_MISSING = ("TensorFlow is needed to read or write TensorFlow checkpoints (convert_bert_pytorch_checkpoint_to_"
               "original_tf.py, convert_tf_ckpt_to_of.py, and model directories holding a TF checkpoint) and is not "
-              "installed here ({error}): `bash setup_env.sh` makes the full environment (Python 3.10, requirements.txt, "
-              "TensorFlow-CPU 2.15), or `pip install tensorflow-cpu` into this one; or skip the conversion: every "
-              "stage reads a PyTorch model directory (pytorch_model.bin, model.safetensors) as it is")
+              "installed here ({error}): `bash setup_env.sh` makes the full environment (Python 3.10, "
+              "requirements.txt, TensorFlow-CPU 2.15), or `pip install tensorflow-cpu` into this one; or skip the "
+              "conversion: every stage reads a PyTorch model directory (pytorch_model.bin, model.safetensors) as it is")
 
 
 def _tensorflow():

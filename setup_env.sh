@@ -79,7 +79,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     }
   else
     py=$(find_python) || {
-      echo "setup_env.sh: no Python >= 3.10 found${PYTHON:+ (PYTHON=$PYTHON is not one)}; set PYTHON=/path/to/python3" >&2
+      echo "setup_env.sh: no Python >= 3.10 found${PYTHON:+ (PYTHON=$PYTHON is not one)};" \
+           "set PYTHON=/path/to/python3" >&2
       exit 1
     }
   fi

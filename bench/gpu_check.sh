@@ -24,7 +24,8 @@ if [ -z "$PY" ]; then
 fi
 export BACKEND=torch TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3 GLOG_minloglevel=2
 started=$(date +%s)
-echo "gpu_check.sh: $("$PY" -c 'import sys, torch; print(sys.executable, "Python", sys.version.split()[0], "torch", torch.__version__)')"
+about='import sys, torch; print(sys.executable, sys.version.split()[0], "torch", torch.__version__)'
+echo "gpu_check.sh: $("$PY" -c "$about")"
 
 if ! "$PY" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
   echo "gpu_check.sh: no CUDA GPU visible to this torch: nothing measured. Checking that the check's own code imports:"
@@ -33,7 +34,9 @@ if ! "$PY" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
   "$PY" tests/test_gpu.py || exit 1   # reports that it skips
   exit 0
 fi
-command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv
+fi
 
 echo; echo "== 1. GPU tests =="
 if "$PY" -c "import pytest" >/dev/null 2>&1; then

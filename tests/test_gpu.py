@@ -161,7 +161,8 @@ def test_teacher_finetuning_on_gpu_matches_cpu_and_its_checkpoint_loads_on_cpu(t
     assert np.allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-5)
     with open(os.path.join(gpu, "results_eval.json")) as f:
         written = json.load(f)
-    labels = [int(row.split("\t")[1]) for row in open(os.path.join(tiny_assets.DEMO_SST2, "dev.tsv")).read().splitlines()[1:]]
+    with open(os.path.join(tiny_assets.DEMO_SST2, "dev.tsv"), encoding="utf-8") as f:
+        labels = [int(row.split("\t")[1]) for row in f.read().splitlines()[1:]]
     assert abs(written["accuracy"] - np.mean(on_cpu.argmax(-1) == labels)) <= 1 / len(labels)  # one near tie at most
 
 
