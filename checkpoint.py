@@ -576,10 +576,37 @@ def write_json_atomic(path, obj):
 
 
 def write_text_atomic(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path, "w", encoding="utf-8") as f:
         f.write(text)
-    os.replace(tmp, path)
+
+
+def _umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode="wb", encoding=None):
+    """Yield a file object open on a temporary sibling of `path`; on success it takes `path`'s place.
+
+    A crash or an exception in the block leaves `path` as it was (or absent) and removes the
+    temporary file. Libraries that write to a file object work unchanged: `np.savez(f, ...)`,
+    `pickle.dump(obj, f)`, `fig.savefig(f, format="png")`.
+    """
+    if not mode.startswith("w"):
+        raise ValueError(f"atomic_file: mode {mode!r} must write a new file ('w', 'wb', ...)")
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-", dir=directory)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make the finished file private
+        with open(fd, mode, encoding=encoding) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def copy_file(src, dst):
@@ -600,9 +627,7 @@ def atomic_dir(directory):
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make the finished directory private
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would make the finished directory private
     try:
         yield tmp
     except BaseException:

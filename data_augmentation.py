@@ -116,17 +116,13 @@ def _read_glove_cache(cache, stamp):
 
 
 def _write_glove_cache(cache, glove, stamp):
-    tmp = f"{cache}.tmp-{os.getpid()}"
     words = np.frombuffer("\n".join(glove.words).encode("utf-8"), np.uint8)
     try:
-        with open(tmp, "wb") as f:
+        with checkpoint.atomic_file(cache) as f:
             np.savez(f, stamp=stamp, words=words, vectors=glove.vectors)
-        os.replace(tmp, cache)
     except OSError as e:
         print(f"warning: could not write the GloVe cache {cache} ({e}); the next run parses the text again",
               file=sys.stderr)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _is_number(text):

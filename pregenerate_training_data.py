@@ -168,10 +168,8 @@ def prepare_workspace(model_dir, do_lower_case, workspace):
              "cls_id": tokenizer.cls_token_id, "sep_id": tokenizer.sep_token_id,
              "mask_id": tokenizer.mask_token_id,
              "dot_id": dot if dot is not None else tokenizer.unk_token_id}  # stands in for an empty A or B
-    path = os.path.join(workspace, SETUP_NAME)
-    with open(path + ".tmp", "wb") as f:
+    with checkpoint.atomic_file(os.path.join(workspace, SETUP_NAME)) as f:
         pickle.dump(setup, f)
-    os.replace(path + ".tmp", path)
 
 
 def read_setup(workspace):
@@ -504,20 +502,14 @@ def write_epoch(index, epoch, args, workers):
     metrics_path = os.path.join(args.output_dir, f"epoch_{epoch}_metrics.json")
     if os.path.exists(metrics_path):
         os.remove(metrics_path)  # a metrics file stands for a complete epoch file: not the old one's
-    tmp = f"{path}.tmp-{os.getpid()}"
     count = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as f, \
-                tqdm(total=len(index), desc=f"epoch {epoch}", unit=" documents") as bar:
-            for docs, n, text in workers.imap(instances_json, epoch_tasks(index, epoch, args)):
-                f.write(text)
-                count += n
-                bar.update(docs)
-                bar.set_postfix(instances=count)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with checkpoint.atomic_file(path, "w", encoding="utf-8") as f, \
+            tqdm(total=len(index), desc=f"epoch {epoch}", unit=" documents") as bar:
+        for docs, n, text in workers.imap(instances_json, epoch_tasks(index, epoch, args)):
+            f.write(text)
+            count += n
+            bar.update(docs)
+            bar.set_postfix(instances=count)
     checkpoint.write_text_atomic(metrics_path, json.dumps({"num_training_examples": count,
                                                            "max_seq_len": args.max_seq_len}) + "\n")
     return count

@@ -15,3 +15,31 @@ def test_resolve_model_dir_takes_a_directory_a_known_name_or_models_name(tmp_pat
     with pytest.raises(FileNotFoundError, match=r"model 'nope': no such directory, nor models/nope, "
                                                 r"nor a known name \(all-MiniLM-L6-v2, "):
         checkpoint.resolve_model_dir("nope")
+
+
+def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
+    path = str(tmp_path / "vectors.npz")
+    checkpoint.write_text_atomic(path, "old\n")
+    old_umask = os.umask(0o027)
+    try:
+        with checkpoint.atomic_file(path) as f:
+            f.write(b"new")
+            assert os.listdir(tmp_path) != ["vectors.npz"]  # written beside, not in place
+            with open(path, encoding="utf-8") as reader:
+                assert reader.read() == "old\n"
+    finally:
+        os.umask(old_umask)
+    with open(path, "rb") as f:
+        assert f.read() == b"new"
+    assert os.stat(path).st_mode & 0o777 == 0o640  # as open() would make it under this umask, not 0600
+
+    with pytest.raises(KeyboardInterrupt):
+        with checkpoint.atomic_file(path, "w", encoding="utf-8") as f:
+            f.write("half")
+            raise KeyboardInterrupt
+    with open(path, "rb") as f:
+        assert f.read() == b"new"
+    assert os.listdir(tmp_path) == ["vectors.npz"]
+    with pytest.raises(ValueError, match="mode 'ab' must write a new file"):
+        with checkpoint.atomic_file(path, "ab"):
+            pass
