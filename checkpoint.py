@@ -615,13 +615,14 @@ def copy_file(src, dst):
 
 
 @contextlib.contextmanager
-def atomic_dir(directory):
+def atomic_dir(directory, carry_over=True):
     """Yield a temporary sibling directory; on success it takes the place of `directory`.
 
     The swap is two renames, so a crash leaves either the old directory or the new one complete
     (in the instant between the renames, both sit beside the final name, as `.old-` and `.tmp-`).
-    Entries of the old directory that the writer did not rewrite (a run's train_log.csv, its
-    resume/ state) are moved, not copied, into the new one.
+    With carry_over, entries of the old directory that the writer did not rewrite (a run's
+    train_log.csv, its resume/ state) are moved, not copied, into the new one; without, the new
+    directory holds only what was written (OFRecord parts of an older, larger run would be read as data).
     """
     directory = os.path.abspath(directory)
     parent = os.path.dirname(directory)
@@ -639,7 +640,7 @@ def atomic_dir(directory):
     old = directory + ".old-" + os.path.basename(tmp)
     os.rename(directory, old)
     os.rename(tmp, directory)
-    for name in os.listdir(old):
+    for name in os.listdir(old) if carry_over else ():
         if not os.path.exists(os.path.join(directory, name)):
             os.rename(os.path.join(old, name), os.path.join(directory, name))
     shutil.rmtree(old, ignore_errors=True)

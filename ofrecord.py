@@ -11,19 +11,18 @@ little-endian byte count followed by a serialized `oneflow.OFRecord` protobuf:
 (oneflow/core/record/record.proto). Both directions are done here from the protobuf wire format, so
 neither OneFlow nor protobuf is needed, and a column of N records is encoded or decoded at once.
 
-This module knows nothing of GLUE: a split is a list of columns `(name, kind, [N, K] array)`, one
+This module knows nothing of GLUE (glue.py decides what a record holds): a split is a list of columns `(name, kind, [N, K] array)`, one
 record per row. Damaged files raise OFRecordError naming the file and, where it applies, the byte.
 """
-import contextlib
 import functools
 import itertools
 import os
 import re
-import shutil
-import tempfile
 
 import numpy as np
 from tqdm import tqdm
+
+import checkpoint  # for atomic_dir; framework-free like this module
 
 FLOAT_LIST, DOUBLE_LIST, INT32_LIST, INT64_LIST = 2, 3, 4, 5  # Feature's field numbers
 FIXED_WIDTH = {FLOAT_LIST: "<f4", DOUBLE_LIST: "<f8"}
@@ -116,30 +115,6 @@ def serialize_records(columns, start, stop):
     return out
 
 
-@contextlib.contextmanager
-def replaced_dir(directory):
-    """Yield a temporary sibling that replaces `directory` whole on success.
-
-    Unlike checkpoint.atomic_dir this carries nothing over: part files of an older, larger run would
-    otherwise survive beside the new ones and be read as data.
-    """
-    directory = os.path.abspath(directory)
-    os.makedirs(os.path.dirname(directory), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=os.path.dirname(directory))
-    try:
-        yield tmp
-        old = None
-        if os.path.exists(directory):
-            old = directory + ".old-" + os.path.basename(tmp)
-            os.rename(directory, old)
-        os.rename(tmp, directory)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def write_split(columns, split_dir, num_parts=1):
     """`split_dir`/<name>.of_record-0 ... (name = the directory's name: train, eval, ...), one record per
     row of `columns` [(name, kind, [N, K] values)], rows split evenly over the parts; returns the paths."""
@@ -152,7 +127,7 @@ def write_split(columns, split_dir, num_parts=1):
     prefix = os.path.basename(os.path.normpath(split_dir))
     bounds = np.linspace(0, n, num_parts + 1).astype(int)
     names = [f"{prefix}.of_record-{p}" for p in range(num_parts)]
-    with replaced_dir(split_dir) as tmp, \
+    with checkpoint.atomic_dir(split_dir, carry_over=False) as tmp, \
             tqdm(total=n, unit="rows", desc=f"write {prefix}", disable=None, leave=False) as bar:
         for name, start, stop in zip(names, bounds[:-1], bounds[1:]):
             with open(os.path.join(tmp, name), "wb") as f:
