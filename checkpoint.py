@@ -38,9 +38,14 @@ class CheckpointError(ValueError):
 # ----------------------------------------------------------------------------------------------
 # Directory layout
 # ----------------------------------------------------------------------------------------------
-def find_config(model_dir):
+def require_model_dir(model_dir):
+    """Say that a model directory is missing before saying which of its files is."""
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"model directory {model_dir} does not exist")
+
+
+def find_config(model_dir):
+    require_model_dir(model_dir)
     for name in (CONFIG_NAME, "bert_config.json"):
         path = os.path.join(model_dir, name)
         if os.path.isfile(path):
@@ -57,6 +62,7 @@ def find_vocab(model_dir):
 
 def load_tokenizer(model_dir, do_lower_case=None):
     """transformers' BertTokenizerFast over `model_dir`/vocab.txt, cased or not as the model was trained."""
+    require_model_dir(model_dir)
     from transformers import BertTokenizerFast
     vocab = find_vocab(model_dir)
     if vocab is None:
@@ -89,8 +95,7 @@ def _lower_case_of(model_dir, vocab_path):
 
 def detect_format(model_dir):
     """The name of the first reader whose files are present in `model_dir`."""
-    if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"model directory {model_dir} does not exist")
+    require_model_dir(model_dir)
     for fmt, (present, _) in READERS.items():
         if present(model_dir):
             return fmt

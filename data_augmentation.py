@@ -691,7 +691,5 @@ def report(augmentor, examples, written, seconds, out_path):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (AugmentError, glue.GlueDataError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    import cli
+    cli.run(main)

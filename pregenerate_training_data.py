@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 import checkpoint
+import cli
 
 # Work sent to a worker at once (whole documents, so a long one makes a larger task): small enough
 # for little memory in flight, large enough for little time in passing it.
@@ -538,4 +539,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

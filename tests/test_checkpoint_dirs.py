@@ -1,5 +1,6 @@
 """checkpoint.py's model directories and names, and its atomic writes (no framework needed)."""
 import os
+import re
 
 import pytest
 
@@ -43,3 +44,13 @@ def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
     with pytest.raises(ValueError, match="mode 'ab' must write a new file"):
         with checkpoint.atomic_file(path, "ab"):
             pass
+
+
+def test_a_missing_model_directory_is_named_as_missing(tmp_path):
+    missing = str(tmp_path / "no-such-model")
+    for load in (checkpoint.load_tokenizer, checkpoint.find_config, checkpoint.detect_format):
+        with pytest.raises(FileNotFoundError, match=rf"^model directory {re.escape(missing)} does not exist$"):
+            load(missing)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty: no vocab.txt in this model directory"):
+        checkpoint.load_tokenizer(str(tmp_path / "empty"))

@@ -1,8 +1,16 @@
-"""What every stage script shares: it imports only shared modules, never another stage script."""
+"""What every stage script shares: it imports only shared modules, never another stage script; errors a
+user can act on end it with one `error:` line and exit status 2."""
 import ast
 import glob
 import os
+import subprocess
+import sys
+import types
 
+import pytest
+
+import backend
+import cli
 from conftest import ROOT
 
 
@@ -11,9 +19,9 @@ def stage_scripts():
     out = {}
     for path in sorted(glob.glob(os.path.join(ROOT, "*.py"))):
         with open(path, encoding="utf-8") as f:
-            source = f.read()
-        if 'if __name__ == "__main__":' in source:
-            out[os.path.basename(path)[:-3]] = ast.parse(source)
+            tree = ast.parse(f.read())
+        if any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body):
+            out[os.path.basename(path)[:-3]] = tree
     return out
 
 
@@ -34,3 +42,86 @@ def test_no_stage_script_imports_another():
     crossing = {name: sorted(imported_modules(tree) & (set(scripts) - {name})) for name, tree in scripts.items()}
     assert {name: found for name, found in crossing.items() if found} == {}
     assert "checkpoint" in imported_modules(scripts["general_distill"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Errors a user can act on: one line, exit status 2; tracebacks only on request or for bugs
+# ----------------------------------------------------------------------------------------------
+def run_script(script, *args, **env):
+    env = dict({k: v for k, v in os.environ.items() if k != "TINYBERT_DEBUG"}, TF_CPP_MIN_LOG_LEVEL="3",
+               GLOG_minloglevel="2", **env)
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_user_error(done, *named):
+    """Exit status 2, stderr ends in one `error:` line naming each of `named`, and no traceback."""
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert last.startswith("error: ") and all(name in last for name in named), last
+    assert "Traceback" not in done.stderr
+    return last
+
+
+def test_bad_data_and_missing_files_end_in_one_error_line(tmp_path, minilm_dir):
+    rte = tmp_path / "glue" / "RTE"
+    rte.mkdir(parents=True)
+    (rte / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tonly two\n")
+    done = run_script("glue_process.py", "--glue_dir", tmp_path / "glue", "--tasks", "RTE", "--model_dir",
+                      minilm_dir, "--output_dir", tmp_path / "out")
+    assert_user_error(done, f"{rte / 'dev.tsv'}:3: 2 columns, expected 4")
+
+    missing = tmp_path / "no-such-model"
+    done = run_script("glue_process.py", "--tasks", "RTE", "--model_dir", missing)
+    assert assert_user_error(done) == f"error: model directory {missing} does not exist"
+    done = run_script("convert_tf_ckpt_to_of.py", "--tf_checkpoint_path", missing, "--of_dump_path", tmp_path / "of")
+    assert_user_error(done, str(missing), "neither a TF checkpoint directory nor a prefix")
+    done = run_script("pregenerate_training_data.py", "--train_corpus", tmp_path / "corpus.txt",
+                      "--bert_model", minilm_dir, "--output_dir", tmp_path / "pre")
+    assert_user_error(done, str(tmp_path / "corpus.txt"))
+    assert not os.path.exists(tmp_path / "of")
+
+
+def test_debug_flag_or_env_shows_the_traceback(tmp_path):
+    missing = tmp_path / "no-such-model"
+    args = ("--train_corpus", tmp_path, "--bert_model", missing, "--output_dir", tmp_path / "pre")
+    for done in (run_script("pregenerate_training_data.py", *args, "--debug"),
+                 run_script("pregenerate_training_data.py", *args, TINYBERT_DEBUG="1")):
+        assert done.returncode == 2
+        assert "Traceback (most recent call last)" in done.stderr and "resolve_model_dir" in done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith(f"error: model '{missing}': no such directory")
+
+
+def test_cli_run_exit_codes_and_bugs_keep_their_traceback(capsys):
+    def main(argv):
+        kind = argv[0]
+        if kind == "bug":
+            return None + 1  # a TypeError: a bug, not the user's
+        if kind == "value":
+            raise ValueError("line one\nline two")
+        if kind == "interrupt":
+            raise KeyboardInterrupt
+        return int(kind)
+
+    def exit_code(*argv):
+        with pytest.raises(SystemExit) as done:
+            cli.run(main, argv=argv)
+        return done.value.code
+
+    assert exit_code("0") == 0 and exit_code("3") == 3
+    assert exit_code("value") == 2
+    assert capsys.readouterr().err == "error: line one line two\n"
+    assert exit_code("interrupt") == 130
+    with pytest.raises(TypeError):
+        cli.run(main, argv=["bug"])
+    with pytest.raises(SystemExit):
+        cli.run(main, argv=["--debug", "value"])  # --debug is taken out before main sees argv
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_check_backend_refuses_another_framework_than_the_bound_one():
+    torch_module = types.ModuleType("torch")
+    cli.check_backend("torch", torch_module)
+    with pytest.raises(backend.BackendError, match=r"--backend oneflow: this process already runs torch.*"
+                                                   r"start a new process with --backend oneflow"):
+        cli.check_backend("oneflow", torch_module)
