@@ -125,3 +125,43 @@ def test_check_backend_refuses_another_framework_than_the_bound_one():
     with pytest.raises(backend.BackendError, match=r"--backend oneflow: this process already runs torch.*"
                                                    r"start a new process with --backend oneflow"):
         cli.check_backend("oneflow", torch_module)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shell wrappers: inputs checked first, naming the variable to set; --overwrite only when asked
+# ----------------------------------------------------------------------------------------------
+def run_wrapper(wrapper, **env):
+    env = dict({k: v for k, v in os.environ.items() if k not in ("PYTHON", "OVERWRITE")}, **env)
+    return subprocess.run(["bash", os.path.join(ROOT, wrapper)], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_wrappers_name_the_variable_of_a_missing_input(tmp_path):
+    nothing = tmp_path / "nothing"
+    done = run_wrapper("run_train_teacher.sh", DATA_ROOT=str(nothing), dataset="RTE")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {nothing}/RTE does not exist: set DATA_ROOT (now '{nothing}')")
+
+    (tmp_path / "glue" / "RTE").mkdir(parents=True)
+    done = run_wrapper("run_train_student_tinybert.sh", DATA_ROOT=str(tmp_path / "glue"), dataset="RTE",
+                       FT_BERT_BASE_DIR=str(nothing))
+    assert done.returncode == 2 and "set FT_BERT_BASE_DIR (now " in done.stderr
+    done = run_wrapper("run_general_distill.sh", PREGENERATED_DATA=str(tmp_path), BERT_BASE_DIR=str(nothing))
+    assert done.returncode == 2 and "set BERT_BASE_DIR (now " in done.stderr and done.stdout == ""
+
+
+def test_train_wrappers_pass_overwrite_only_when_asked(tmp_path):
+    """PYTHON stands in for the interpreter: a script that prints the arguments it was given."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    (tmp_path / "glue" / "RTE").mkdir(parents=True)
+    inputs = dict(DATA_ROOT=str(tmp_path / "glue"), dataset="RTE", BERT_BASE_DIR=str(tmp_path),
+                  FT_BERT_BASE_DIR=str(tmp_path), GENERAL_TINYBERT_DIR=str(tmp_path), PYTHON=str(fake))
+    for wrapper, runs in (("run_train_teacher.sh", 1), ("run_train_student_tinybert.sh", 2)):
+        default, asked = run_wrapper(wrapper, **inputs), run_wrapper(wrapper, OVERWRITE="1", **inputs)
+        assert default.returncode == 0 and asked.returncode == 0, default.stderr + asked.stderr
+        calls = [line for line in default.stdout.splitlines() if line.startswith("task_distill.py")]
+        assert len(calls) == runs and all("--overwrite" not in line.split() for line in calls)
+        calls = [line for line in asked.stdout.splitlines() if line.startswith("task_distill.py")]
+        assert len(calls) == runs and all("--overwrite" in line.split() for line in calls)
