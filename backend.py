@@ -17,6 +17,8 @@ import importlib.util
 import os
 import sys
 
+import numpy as np
+
 BACKENDS = ("oneflow", "torch")
 DEFAULT = "oneflow"
 
@@ -59,8 +61,18 @@ def use(backend_name):
 
 def add_argument(parser: argparse.ArgumentParser):
     """The `--backend` flag every script shares (the value is also read early, at import)."""
-    parser.add_argument("--backend", choices=BACKENDS, default=name(),
-                        help="deep-learning framework to run on (default: $BACKEND or %(default)s)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help=f"deep-learning framework to run on (default: $BACKEND, else {DEFAULT})")
+
+
+def check_bound(wanted, flow):
+    """Refuse a --backend other than `flow`, the framework the calling module bound at import (a
+    script's main(argv) called in-process cannot switch); returns the backend's name."""
+    bound = flow.__name__
+    if wanted is not None and _check(wanted) != bound:
+        raise BackendError(f"--backend {wanted}: this process already runs {bound} (its modules are bound at "
+                           f"import); run the script in a new process with --backend {wanted} or BACKEND={wanted}")
+    return bound
 
 
 def _preload_oneflow_libraries():
@@ -121,3 +133,118 @@ def import_for(module_name, backend_name):
     finally:
         _chosen = before
     return module
+
+
+# ----------------------------------------------------------------------------------------------
+# Data-parallel training under a launcher (torchrun, or `python -m oneflow.distributed.launch`)
+# ----------------------------------------------------------------------------------------------
+class Distributed:
+    """This process's place in a data-parallel job: rank, world size, device, and the collectives the
+    training loop needs. One process without a launcher is rank 0 of a world of 1, and every
+    collective is then a no-op."""
+
+    def __init__(self, flow, rank=0, world=1, local_rank=0):
+        self.flow, self.rank, self.world, self.local_rank = flow, rank, world, local_rank
+
+    @property
+    def is_main(self):
+        """Rank 0 alone evaluates, logs and saves."""
+        return self.rank == 0
+
+    def wrap(self, model):
+        """The model every rank trains through (its gradients averaged over ranks); saving and
+        evaluation use the unwrapped model."""
+        if self.world == 1:
+            return model
+        ddp = self.flow.nn.parallel.DistributedDataParallel
+        if self.flow.__name__ == "torch":
+            on_gpu = next(model.parameters()).is_cuda
+            # stage 1 leaves the classifier out of its loss, stage 2 fit_dense: parameters without gradients
+            return ddp(model, device_ids=[self.local_rank] if on_gpu else None, find_unused_parameters=True)
+        return _flat_outputs(self.flow, model, ddp)
+
+    def all_gather(self, array):
+        """[array of rank 0, array of rank 1, ...]; arrays of one shape and dtype on every rank."""
+        if self.world == 1:
+            return [array]
+        flow = self.flow
+        device = "cuda" if flow.__name__ == "torch" and flow.distributed.get_backend() == "nccl" else "cpu"
+        local = flow.tensor(np.ascontiguousarray(array), device=device)
+        gathered = [flow.zeros_like(local) for _ in range(self.world)]
+        if flow.__name__ == "torch":
+            flow.distributed.all_gather(gathered, local)
+        else:
+            flow.comm.all_gather(gathered, local)
+        return [g.cpu().numpy() for g in gathered]
+
+    def barrier(self):
+        if self.world == 1:
+            return
+        if self.flow.__name__ == "torch":
+            self.flow.distributed.barrier()
+        else:
+            self.flow.comm.barrier()
+
+
+def _flat_outputs(flow, model, ddp):
+    """OneFlow 0.9's DistributedDataParallel accepts only a flat tuple of tensors as a module's output;
+    the models return (logits, [scores per layer], [hidden states]), with None for skipped scores. Run
+    the model under DDP through a module that flattens its output, and rebuild it outside."""
+    def flatten(value, flat):
+        if isinstance(value, (list, tuple)):
+            return type(value), [flatten(v, flat) for v in value]
+        if value is None:
+            return None
+        flat.append(value)
+        return len(flat) - 1
+
+    def rebuild(shape, flat):
+        if shape is None or isinstance(shape, int):
+            return None if shape is None else flat[shape]
+        kind, parts = shape
+        items = [rebuild(p, flat) for p in parts]
+        return kind(*items) if hasattr(kind, "_fields") else kind(items)  # a namedtuple, or a list/tuple
+
+    last = {}  # the structure of the latest output (kept off the module: DDP hooks see its attributes)
+
+    class Flat(flow.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args, **kwargs):
+            flat = []
+            last["shape"] = flatten(self.model(*args, **kwargs), flat)
+            return tuple(flat)
+
+    wrapped = ddp(Flat())
+
+    def call(*args, **kwargs):
+        flat = list(wrapped(*args, **kwargs))
+        return rebuild(last["shape"], flat)
+    return call
+
+
+def distributed(gpu=True, timeout_s=1800):
+    """(Distributed, device) for this process: under torchrun or OneFlow's launcher (WORLD_SIZE > 1)
+    joins the job (NCCL on GPUs, gloo on CPUs for torch; OneFlow reads its launcher's environment);
+    otherwise one process. A rank that dies ends the job: the launcher stops the others, and a
+    collective waiting for a lost machine gives up after `timeout_s`."""
+    flow = framework()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Distributed(flow), device(gpu)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    on_gpu = gpu and flow.cuda.is_available()
+    dev = f"cuda:{local_rank}" if on_gpu else "cpu"
+    if flow.__name__ == "torch":
+        import datetime
+        if on_gpu:
+            flow.cuda.set_device(local_rank)
+        if not flow.distributed.is_initialized():
+            flow.distributed.init_process_group("nccl" if on_gpu else "gloo",
+                                                timeout=datetime.timedelta(seconds=timeout_s))
+    elif flow.env.get_world_size() != world:
+        raise BackendError(f"WORLD_SIZE={world} but OneFlow sees {flow.env.get_world_size()} processes: "
+                           "start OneFlow jobs with `python -m oneflow.distributed.launch`")
+    return Distributed(flow, rank, world, local_rank), dev

@@ -6,12 +6,15 @@ format below; `load_state_dict(dir)` finds out which from the files present. Eac
 reader (files -> numpy dict) in READERS. LAYOUT is the one table of names between Hugging Face,
 Google/TensorFlow and legacy OneFlow (with the TF layout's transposes); NAME_FIXES covers the small
 slips of older PyTorch files. TensorFlow is imported only by the TF reader and writer, OneFlow only
-by the oneflow.save reader and writer.
+by the oneflow.save writer: the oneflow.save reader needs no OneFlow. No reader runs code found in a
+file: pickles (oneflow.save's, torch.save's) are read with only the few globals a state dict needs.
 """
+import collections
 import contextlib
 import json
 import math
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -33,6 +36,10 @@ TF_PREFIX = "bert_model.ckpt"     # Google's name for BERT checkpoints
 
 class CheckpointError(ValueError):
     pass
+
+
+class RefusedPickle(CheckpointError):
+    """A pickle asked for a global that a state dict never needs; nothing in it was run."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -347,12 +354,26 @@ def _read_safetensors_file(path):
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
 
 
-def _read_pytorch_file(path):
-    import torch  # installed with either backend; only this format needs it
+def torch_load_weights_only(path):
+    """torch.load that admits tensors and plain containers only (weights_only=True): a pickle naming
+    any other global is refused before it runs, with a one-line error naming the file and the global."""
+    import torch  # installed with either backend; only torch.save's format needs it
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = re.search(r"GLOBAL (\S+)", str(e))
+        if refused:  # torch's own message runs to a paragraph and suggests weights_only=False
+            raise RefusedPickle(f"{path}: refused to unpickle: it asks for {refused.group(1)}, which a file "
+                                "of weights and optimizer state never needs (nothing in the file was run)") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(e).strip().splitlines()[0]})") from e
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({e})") from e
+
+
+def _read_pytorch_file(path):
+    state = torch_load_weights_only(path)
+    if not isinstance(state, dict) or not all(hasattr(v, "numpy") for v in state.values()):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
     return {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
 
 
@@ -364,35 +385,113 @@ def read_weights_file(path):
     return normalize_names(read(path))
 
 
-# -- oneflow.save directories -------------------------------------------------------------------
-ONEFLOW_DTYPE_BYTES = {"kFloat": 4, "kDouble": 8, "kFloat16": 2, "kBFloat16": 2, "kInt8": 1, "kUInt8": 1,
-                       "kInt32": 4, "kInt64": 8}
+# -- oneflow.save directories, read without running their pickle --------------------------------
+# oneflow.save(obj, DIR) pickles {"protocol_version": 1, "data": obj} into DIR/pickled_data, every
+# tensor in it reduced to {"path": FOLDER}: DIR/FOLDER holds `meta` (shape and dtype, protobuf text)
+# and `out` (the raw bytes). oneflow.load unpickles that file, and a pickle may call any function
+# Python can import, so a downloaded directory could run anything. Disassembled with pickletools,
+# what OneFlow 0.9 writes for the state dict of a model, an optimizer or a scheduler names these
+# classes and no other global; unpickling admits them alone, as stand-ins that run nothing.
+ONEFLOW_PROTOCOL = 1
+ONEFLOW_META = "meta"
+# OneFlow's DataType names -> numpy; bfloat16, which numpy lacks, is read as its 16 bits (see below).
+ONEFLOW_DTYPES = {"kFloat": "<f4", "kDouble": "<f8", "kFloat16": "<f2", "kBFloat16": "<u2", "kBool": "?",
+                  "kChar": "i1", "kInt8": "i1", "kInt16": "<i2", "kInt32": "<i4", "kInt64": "<i8",
+                  "kUInt8": "u1", "kUInt16": "<u2", "kUInt32": "<u4", "kUInt64": "<u8"}
+ONEFLOW_META_TEXT = re.compile(r"\s*shape\s*\{(?P<dims>(?:\s*dim:\s*\d+)*)\s*\}\s*data_type:\s*(?P<dtype>\w+)\s*")
 
 
-def _oneflow_damage(model_dir):
-    """Which file of a oneflow.save directory is damaged (oneflow.load only asserts), and how."""
-    for name in sorted(os.listdir(model_dir)):
-        meta, out = (os.path.join(model_dir, name, f) for f in ("meta", LEGACY_BLOB))
-        if not (os.path.isfile(meta) and os.path.isfile(out)):
-            continue
-        with open(meta, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-        dtype = re.search(r"data_type:\s*(\w+)", text)
-        size = math.prod(int(d) for d in re.findall(r"dim:\s*(\d+)", text)) * \
-            ONEFLOW_DTYPE_BYTES.get(dtype.group(1) if dtype else "", 0)
-        if size and os.path.getsize(out) != size:
-            return f"{out} has {os.path.getsize(out)} bytes where its meta needs {size}"
-    return os.path.join(model_dir, ONEFLOW_PICKLE)
+class _SavedTensor:
+    """Stands in for oneflow.Tensor / oneflow.nn.Parameter while unpickling: keeps the tensor's folder.
+    No __dict__, so a pickle cannot plant attributes (a __setstate__ of its own) on it."""
+    __slots__ = ("folder",)
+
+    def __setstate__(self, state):
+        if not (isinstance(state, dict) and set(state) == {"path"} and isinstance(state["path"], str)):
+            raise pickle.UnpicklingError(f"a tensor's state should be {{'path': folder}}, not {state!r:.80}")
+        self.folder = state["path"]
+
+
+ONEFLOW_GLOBALS = {("collections", "OrderedDict"): collections.OrderedDict,  # a model's state_dict()
+                   ("oneflow", "Tensor"): _SavedTensor,                     # optimizer state
+                   ("oneflow.nn", "Parameter"): _SavedTensor}               # model weights
+
+
+class _OneflowUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):  # every global of a pickle (GLOBAL, STACK_GLOBAL, INST, ...) comes here
+        allowed = ONEFLOW_GLOBALS.get((module, name))
+        if allowed is None:
+            raise RefusedPickle(f"{module}.{name}")
+        return allowed
+
+
+def read_oneflow_save(directory):
+    """What `oneflow.save(obj, directory)` saved, tensors as numpy arrays, without running the pickle
+    and without OneFlow: a pickle naming any global besides ONEFLOW_GLOBALS is refused."""
+    path = os.path.join(directory, ONEFLOW_PICKLE)
+    try:
+        with open(path, "rb") as f:
+            saved = _OneflowUnpickler(f).load()
+    except RefusedPickle as e:
+        raise RefusedPickle(f"{path}: refused to unpickle: it asks for {e}, which oneflow.save never writes for "
+                            "a state dict (nothing in the file was run)") from None
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # a garbled pickle raises whatever the opcode it stumbles on raises
+        raise CheckpointError(f"{path}: not a readable oneflow.save directory ({type(e).__name__}: {e})") from e
+    if not (isinstance(saved, dict) and saved.get("protocol_version") == ONEFLOW_PROTOCOL and "data" in saved):
+        raise CheckpointError(f"{path}: not a readable oneflow.save directory (no protocol_version "
+                              f"{ONEFLOW_PROTOCOL} and data)")
+    return map_leaves(saved["data"], _SavedTensor,
+                      lambda t: _read_oneflow_tensor(directory, getattr(t, "folder", None), path))
+
+
+def map_leaves(obj, kind, convert):
+    """`obj` with every leaf of type `kind` replaced by convert(leaf), through dicts (an OrderedDict
+    stays one), lists and tuples."""
+    if isinstance(obj, kind):
+        return convert(obj)
+    if isinstance(obj, dict):
+        return type(obj)((k, map_leaves(v, kind, convert)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(map_leaves(v, kind, convert) for v in obj)
+    return obj
+
+
+def _read_oneflow_tensor(directory, folder, pickle_path):
+    # a folder beside pickled_data, never a path that leads elsewhere
+    if not isinstance(folder, str) or folder in ("", ".", "..") or os.path.basename(folder) != folder \
+            or (os.altsep and os.altsep in folder):
+        raise CheckpointError(f"{pickle_path}: a tensor refers to {folder!r}, not to a folder of {directory}")
+    meta, out = (os.path.join(directory, folder, name) for name in (ONEFLOW_META, LEGACY_BLOB))
+    for needed in (meta, out):
+        if not os.path.isfile(needed):
+            raise CheckpointError(f"{needed} is missing (a tensor of {pickle_path} is kept there)")
+    with open(meta, encoding="utf-8", errors="replace") as f:
+        found = ONEFLOW_META_TEXT.fullmatch(f.read())
+    if not found or found["dtype"] not in ONEFLOW_DTYPES:
+        raise CheckpointError(f"{meta}: not a OneFlow tensor description (shape {{dim: ...}} data_type: "
+                              f"{'|'.join(ONEFLOW_DTYPES)})")
+    shape = tuple(int(d) for d in re.findall(r"\d+", found["dims"]))
+    dtype = np.dtype(ONEFLOW_DTYPES[found["dtype"]])
+    if found["dtype"] == "kBFloat16" and os.path.getsize(out) == math.prod(shape) * 4:
+        dtype = np.dtype("<f4")  # OneFlow 0.9 writes a bf16 tensor's .numpy(), which is float32
+    size = math.prod(shape) * dtype.itemsize
+    if os.path.getsize(out) != size:
+        raise CheckpointError(f"{out} has {os.path.getsize(out)} bytes where its meta needs {size} "
+                              f"({found['dtype']} of shape {shape})")
+    array = np.fromfile(out, dtype=dtype).reshape(shape)
+    if dtype == np.uint16 and found["dtype"] == "kBFloat16":  # the upper half of a float32: widen it exactly
+        array = (array.astype(np.uint32) << 16).view(np.float32)
+    return array
 
 
 def _read_oneflow_save(model_dir, config):
-    flow = backend.framework("oneflow")
-    try:
-        state = flow.load(model_dir)
-    except Exception as e:
-        raise CheckpointError(f"{_oneflow_damage(model_dir)}: not a readable oneflow.save directory "
-                              f"({type(e).__name__}{': ' if str(e) else ''}{e})") from e
-    return {k: v.numpy() for k, v in state.items() if hasattr(v, "numpy") and not OPTIMIZER_SLOT.search(k)}
+    state = read_oneflow_save(model_dir)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{os.path.join(model_dir, ONEFLOW_PICKLE)}: holds a {type(state).__name__}, "
+                              "not a state dict")
+    return {k: v for k, v in state.items() if isinstance(v, np.ndarray) and not OPTIMIZER_SLOT.search(k)}
 
 
 # -- TensorFlow checkpoints ---------------------------------------------------------------------
@@ -567,6 +666,44 @@ def save_oneflow(state, directory):
     """oneflow.save of the model's state dict into `directory` (a plain oneflow.load reads it back)."""
     flow = backend.framework("oneflow")
     flow.save({k: flow.tensor(np.ascontiguousarray(v)) for k, v in oneflow_state_keys(state).items()}, directory)
+
+
+def read_framework_save(path, flow):
+    """What `flow.save(obj, path)` wrote (an optimizer's or scheduler's state dict), read without
+    running code and with tensors of `flow`: OneFlow writes a oneflow.save directory (read as above,
+    then each array back into a tensor); torch a zip pickle, read with weights_only=True."""
+    if os.path.isdir(path):
+        return map_leaves(read_oneflow_save(path), np.ndarray, flow.tensor)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    if flow.__name__ != "torch":
+        raise CheckpointError(f"{path}: a file, where oneflow.save writes a directory (saved by the torch backend?)")
+    return torch_load_weights_only(path)
+
+
+def save_arrays(path, arrays):
+    """{name: numpy array} as an .npz that np.load reads with allow_pickle=False (no object arrays)."""
+    pickled = [name for name, a in arrays.items() if np.asarray(a).dtype.hasobject]
+    if pickled:
+        raise ValueError(f"{path}: {', '.join(pickled)} would be stored as pickles (object arrays)")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def load_arrays(path):
+    """save_arrays' file -> {name: array}; an object array (a pickle) in it is refused, not run."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(f"one {type(loaded).__name__}, not an .npz archive")
+        with loaded:
+            return {name: loaded[name] for name in loaded.files}
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # numpy: "Object arrays cannot be loaded when allow_pickle=False", zip errors, ...
+        raise CheckpointError(f"{path}: not a readable .npz of plain arrays ({type(e).__name__}: {e})") from e
 
 
 def summary(state):

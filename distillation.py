@@ -85,14 +85,23 @@ def rep_loss(student_reps, teacher_reps, layer_map, mask=None):
     return total
 
 
-def soft_cross_entropy(student_logits, teacher_logits, temperature=1.0):
-    """Cross-entropy of the student's softened distribution against the teacher's, mean over the batch."""
+def soft_cross_entropy(student_logits, teacher_logits, temperature=1.0, over_labels="sum"):
+    """Cross-entropy of the student's softened distribution against the teacher's, mean over the batch.
+
+    over_labels="sum" is the cross-entropy of each example; "mean" divides it by the number of labels,
+    as the reference implementation's `.mean()` over the [batch, labels] tensor does.
+    """
     targets = F.softmax(teacher_logits / temperature, dim=-1)
-    return (-targets * F.log_softmax(student_logits / temperature, dim=-1)).sum(dim=-1).mean()
+    per_label = -targets * F.log_softmax(student_logits / temperature, dim=-1)
+    if over_labels == "mean":
+        return per_label.mean()
+    if over_labels != "sum":
+        raise ValueError(f"over_labels={over_labels!r}: 'sum' or 'mean'")
+    return per_label.sum(dim=-1).mean()
 
 
-def pred_loss(student_logits, teacher_logits, temperature=1.0, labels=None, is_regression=False):
+def pred_loss(student_logits, teacher_logits, temperature=1.0, labels=None, is_regression=False, over_labels="sum"):
     """Prediction-layer loss: soft cross-entropy, or for regression (STS-B) MSE to the gold scores."""
     if is_regression:
         return F.mse_loss(student_logits.reshape(-1), labels.reshape(-1).to(student_logits.dtype))
-    return soft_cross_entropy(student_logits, teacher_logits, temperature)
+    return soft_cross_entropy(student_logits, teacher_logits, temperature, over_labels)

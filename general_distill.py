@@ -14,15 +14,11 @@ train_log.csv, curves.png, general_distill_args.json and resume/ (the last check
 """
 import argparse
 import json
-import math
 import os
-import shutil
-import time
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 import backend
 import checkpoint
@@ -38,7 +34,6 @@ PRESETS = {
     "4L-312D": dict(num_hidden_layers=4, hidden_size=312, num_attention_heads=12, intermediate_size=1200),
     "6L-768D": dict(num_hidden_layers=6, hidden_size=768, num_attention_heads=12, intermediate_size=3072),
 }
-RESUME_DIR = "resume"
 
 
 def parse_args(argv=None):
@@ -58,7 +53,9 @@ def parse_args(argv=None):
     p.add_argument("--output_dir", default="models/general_tinybert_4L_312D")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --output_dir")
     p.add_argument("--resume", action="store_true", help="continue from --output_dir/resume")
-    p.add_argument("--train_batch_size", type=int, default=32)
+    p.add_argument("--train_batch_size", type=int, default=32, help="instances per micro-batch (per process)")
+    p.add_argument("--gradient_accumulation_steps", type=int, default=1,
+                   help="micro-batches per weight update: the batch of one update is train_batch_size x this")
     p.add_argument("--learning_rate", type=float, default=1e-4, help="BERT pretraining's, as the paper keeps")
     p.add_argument("--weight_decay", type=float, default=0.01)
     p.add_argument("--warmup_proportion", type=float, default=0.1)
@@ -73,12 +70,11 @@ def parse_args(argv=None):
     p.add_argument("--no_cuda", action="store_true")
     backend.add_argument(p)
     args = p.parse_args(argv)
-    for flag in ("train_batch_size", "num_train_epochs", "logging_steps", "save_steps"):
+    for flag in ("train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "logging_steps",
+                 "save_steps"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag} must be at least 1, got {getattr(args, flag)}")
-    if args.backend != backend.name():
-        p.error(f"--backend {args.backend}: this process already runs {backend.name()}; "
-                "give --backend on the command line")
+    args.backend = backend.check_bound(args.backend, flow)
     return args
 
 
@@ -131,17 +127,27 @@ class PregeneratedEpoch:
     def __len__(self):
         return len(self.offsets)
 
-    def num_batches(self, batch_size):
-        return math.ceil(len(self) / batch_size)
+    def num_batches(self, batch_size, pieces=1):
+        """Batches of `batch_size` instances; a last one of fewer than `pieces` instances (too few to
+        give every process a piece) is left out."""
+        full, rest = divmod(len(self), batch_size)
+        return full + (rest >= pieces and rest > 0)
 
-    def batches(self, batch_size, seed, start=0):
-        """(input_ids, token_type_ids, attention_mask) numpy batches, padded to their longest
-        instance; batches before `start` are skipped without being read."""
+    def batches(self, batch_size, seed, device, world=1, rank=0, grad_accum=1):
+        """fit()'s Epoch for this rank: global batch g is rows order[g*G:(g+1)*G] of a seeded permutation
+        (G = batch_size x world x grad_accum), of which this rank trains on its pieces (rank_pieces),
+        read and padded to their longest instance only when fit() asks for them."""
         order = np.random.default_rng(seed).permutation(len(self))
-        with open(self.path, "rb") as f:
-            for b in range(start, self.num_batches(batch_size)):
-                rows = [self.instance(f, int(i)) for i in order[b * batch_size:(b + 1) * batch_size]]
-                yield pad(rows)
+        size = batch_size * world * grad_accum
+
+        def make(i):
+            g, j = divmod(i, grad_accum)
+            rows = training.rank_pieces(order[g * size:(g + 1) * size], world, rank, grad_accum)[j]
+            with open(self.path, "rb") as f:
+                instances = [self.instance(f, int(r)) for r in rows]
+            ids, types, mask = (flow.tensor(a, dtype=flow.int64, device=device) for a in pad(instances))
+            return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+        return training.Epoch(self.num_batches(size, world * grad_accum) * grad_accum, make)
 
     def instance(self, f, i):
         f.seek(self.offsets[i])
@@ -173,40 +179,40 @@ def pad(rows):
 # ----------------------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------------------
-def student_config(args, teacher_config):
+def student_config(student_model, teacher_config, student_layers=None):
     """The student's BertConfig: a preset with the teacher's vocabulary, or a directory's config.json."""
-    if args.student_model in PRESETS:
-        config = modeling.BertConfig(**PRESETS[args.student_model], vocab_size=teacher_config.vocab_size,
+    if student_model in PRESETS:
+        config = modeling.BertConfig(**PRESETS[student_model], vocab_size=teacher_config.vocab_size,
                                      max_position_embeddings=teacher_config.max_position_embeddings,
                                      type_vocab_size=teacher_config.type_vocab_size,
                                      pad_token_id=teacher_config.pad_token_id)
     else:
-        path = checkpoint.find_config(resolve_model_dir(args.student_model))
+        path = checkpoint.find_config(resolve_model_dir(student_model))
         config = modeling.BertConfig.from_json_file(path)
         if config.vocab_size != teacher_config.vocab_size:
             raise ValueError(f"{path}: vocab_size {config.vocab_size}, but the teacher's is "
                              f"{teacher_config.vocab_size}: the student reads the teacher's tokens")
-    if args.student_layers:
-        config.num_hidden_layers = args.student_layers
+    if student_layers:
+        config.num_hidden_layers = student_layers
     if config.num_attention_heads != teacher_config.num_attention_heads:
         raise ValueError(f"the student has {config.num_attention_heads} attention heads, the teacher "
                          f"{teacher_config.num_attention_heads}: att_loss compares them head by head")
     return config
 
 
-def make_student(args, teacher_config, resume_dir):
+def make_student(student_model, teacher_config, resume_dir=None, student_layers=None, continue_train=False):
     """TinyBertForPreTraining (fit_dense to the teacher's width): from the checkpoint when resuming,
     the --student_model directory's weights with --continue_train, or random."""
     fit_size = teacher_config.hidden_size
     if resume_dir:
         return modeling.TinyBertForPreTraining(
             modeling.BertConfig.from_json_file(checkpoint.find_config(resume_dir)), fit_size=fit_size)
-    config = student_config(args, teacher_config)
-    if args.continue_train:
-        if args.student_model in PRESETS:
+    config = student_config(student_model, teacher_config, student_layers)
+    if continue_train:
+        if student_model in PRESETS:
             raise ValueError(f"--continue_train needs a --student_model directory with weights, not the preset "
-                             f"{args.student_model}")
-        student = modeling.TinyBertForPreTraining.from_pretrained(resolve_model_dir(args.student_model),
+                             f"{student_model}")
+        student = modeling.TinyBertForPreTraining.from_pretrained(resolve_model_dir(student_model),
                                                                   fit_size=fit_size)
         if student.config.num_hidden_layers != config.num_hidden_layers:
             raise ValueError("--student_layers cannot change a student whose weights are loaded (--continue_train)")
@@ -225,94 +231,29 @@ def load_teacher(teacher_dir, device):
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
-def distill_step(teacher, student, batch, layer_map, step):
-    """att_loss and rep_loss of one batch, checked finite before anything is updated."""
-    ids, types, mask = batch
-    with flow.no_grad():
-        target = teacher(ids, types, mask)
-    student_atts, student_reps = student(ids, types, mask)
-    att = distillation.att_loss(student_atts, target.attentions, layer_map, mask)
-    rep = distillation.rep_loss(student_reps, target.hidden_states, layer_map, mask)
-    training.check_finite(step, {"att_loss": att.detach(), "rep_loss": rep.detach()})
-    return att, rep
-
-
 @dataclass
-class Run:
-    """What the training loop carries; `state` is where it stands (saved in, and read from, resume/)."""
-    args: argparse.Namespace
+class DistillLosses:
+    """loss_fn of fit(): att_loss and rep_loss of the student against the teacher on one batch."""
     teacher: object
     student: object
-    optimizer: object
-    scheduler: object
     layer_map: list
-    epochs: list        # (epoch_N.json, metrics) per training epoch
-    vocab: dict
-    vocab_file: str
-    total_steps: int    # the schedule's length; --max_steps may stop the run before
-    device: str
-    state: dict = field(default_factory=lambda: {"step": 0, "epoch": 0, "batch": 0})
 
-    def __post_init__(self):
-        self.log = training.TrainLog(self.args.output_dir)
-        self.interval = []  # (att_loss, rep_loss) since the last row of the log
-        self.stop_at = min(self.total_steps, self.args.max_steps or self.total_steps)
-        self.steps = training.MixedPrecision(False, self.device, self.args.max_grad_norm)
-        self.lap = time.perf_counter()  # train_seconds in the log, carried across resumes in `state`
-
-    def train(self):
-        self.log.truncate_after(self.state["step"])
-        while self.state["epoch"] < len(self.epochs) and self.state["step"] < self.stop_at:
-            self.train_epoch(*self.epochs[self.state["epoch"]])
-            if self.state["step"] < self.stop_at:
-                self.state.update(epoch=self.state["epoch"] + 1, batch=0)
-        self.save_checkpoint()
-
-    def train_epoch(self, path, metrics):
-        data = PregeneratedEpoch(path, metrics, self.vocab)
-        e, bs = self.state["epoch"], self.args.train_batch_size
-        batches = data.batches(bs, seed=self.args.seed + e, start=self.state["batch"])
-        with tqdm(batches, total=data.num_batches(bs), initial=self.state["batch"], desc=f"epoch {e}") as bar:
-            for batch in bar:
-                batch = [flow.tensor(a, dtype=flow.int64, device=self.device) for a in batch]
-                att, rep = distill_step(self.teacher, self.student, batch, self.layer_map, self.state["step"] + 1)
-                self.optimizer.zero_grad()
-                self.steps.backward_and_step(att + rep, self.student, self.optimizer)
-                self.scheduler.step()
-                self.state.update(step=self.state["step"] + 1, batch=self.state["batch"] + 1)
-                self.record(float(att), float(rep), data.num_batches(bs), bar)
-                if self.state["step"] >= self.stop_at:
-                    break
-
-    def record(self, att, rep, num_batches, bar):
-        step = self.state["step"]
-        self.interval.append((att, rep))
-        bar.set_postfix(att_loss=f"{att:.4g}", rep_loss=f"{rep:.4g}")
-        if step % self.args.logging_steps == 0 or step == self.stop_at:
-            att, rep = np.mean(self.interval, axis=0).tolist()
-            now = time.perf_counter()
-            self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + now - self.lap
-            self.lap = now
-            self.log.append(step=step, epoch=round(self.state["epoch"] + self.state["batch"] / num_batches, 4),
-                            train_seconds=round(self.state["train_seconds"], 1),
-                            att_loss=att, rep_loss=rep, loss=att + rep, lr=self.optimizer.param_groups[0]["lr"])
-            self.interval = []
-        if step % self.args.save_steps == 0 and step < self.stop_at:
-            self.save_checkpoint()
-
-    def save_checkpoint(self):
-        training.save_checkpoint(os.path.join(self.args.output_dir, RESUME_DIR), self.student, self.optimizer,
-                                 self.scheduler, state=dict(self.state), vocab_file=self.vocab_file)
-        self.log.plot()
+    def __call__(self, b):
+        ids, types, mask = b["input_ids"], b["token_type_ids"], b["attention_mask"]
+        with flow.no_grad():
+            target = self.teacher(ids, types, mask)
+        student_atts, student_reps = self.student(ids, types, mask)
+        att = distillation.att_loss(student_atts, target.attentions, self.layer_map, mask)
+        rep = distillation.rep_loss(student_reps, target.hidden_states, self.layer_map, mask)
+        return {"att_loss": att, "rep_loss": rep, "loss": att + rep}
 
 
-def find_resume_dir(args):
-    """output_dir/resume when resuming from it; a fresh run (--overwrite) drops a stale one first,
-    lest a later --resume go back to the older run."""
-    path = os.path.join(args.output_dir, RESUME_DIR)
-    if not args.resume and os.path.isdir(path):
-        shutil.rmtree(path)
-    return path if args.resume and os.path.isdir(path) else None
+def pregenerated_epochs(epochs, vocab, batch_size, seed, device, world=1, rank=0, grad_accum=1):
+    """fit()'s batches(epoch): training epoch e reads its epoch_N.json in the order seeded by seed + e."""
+    def epoch_of(e):
+        path, metrics = epochs[e % len(epochs)]
+        return PregeneratedEpoch(path, metrics, vocab).batches(batch_size, seed + e, device, world, rank, grad_accum)
+    return epoch_of
 
 
 def check_lengths(epochs, teacher_config, student_config):
@@ -323,41 +264,57 @@ def check_lengths(epochs, teacher_config, student_config):
                          f"{positions} positions: pregenerate with --max_seq_len {positions} or less")
 
 
-def count_steps(epochs, batch_size):
-    return sum(math.ceil(metrics["num_training_examples"] / batch_size) for _, metrics in epochs)
+def count_steps(epochs, global_batch_size, pieces=1):
+    """Optimizer steps of the run: one per global batch."""
+    steps = 0
+    for _, metrics in epochs:
+        full, rest = divmod(metrics["num_training_examples"], global_batch_size)
+        steps += full + (rest >= pieces and rest > 0)
+    return steps
 
 
 def main(argv=None):
     args = parse_args(argv)
-    training.set_seed(args.seed)
+    dist, device = backend.distributed(not args.no_cuda)
+    training.set_seed(args.seed + dist.rank)  # each rank its own dropout; the data order is seeded apart
     epochs = find_epochs(args.pregenerated_data, args.num_train_epochs)
     teacher_dir = resolve_model_dir(args.teacher_model)
     vocab = read_vocab(teacher_dir)
     training.prepare_output_dir(args.output_dir, args.overwrite, args.resume)
-    resume_dir = find_resume_dir(args)
-    device = backend.device(not args.no_cuda)
+    resume_dir = os.path.join(args.output_dir, training.RESUME_DIR)
+    resuming = args.resume and os.path.isdir(resume_dir)
     teacher = load_teacher(teacher_dir, device)
-    student = make_student(args, teacher.config, resume_dir).to(device)
+    student = make_student(args.student_model, teacher.config, resume_dir if resuming else None,
+                           args.student_layers, args.continue_train).to(device)
     check_lengths(epochs, teacher.config, student.config)
     layer_map = distillation.parse_layer_map(args.layer_map, teacher.config.num_hidden_layers,
                                              student.config.num_hidden_layers)
-    total_steps = count_steps(epochs, args.train_batch_size)
+    accum, pieces = args.gradient_accumulation_steps, dist.world * args.gradient_accumulation_steps
+    total_steps = count_steps(epochs, args.train_batch_size * pieces, pieces)
+    plan = training.Plan(total_steps=min(total_steps, args.max_steps or total_steps), log_every=args.logging_steps,
+                         save_every=args.save_steps, grad_accum=args.gradient_accumulation_steps)
     optimizer = training.make_optimizer(student, args.learning_rate, args.weight_decay)
-    scheduler = training.make_schedule(optimizer, total_steps, args.warmup_proportion)
-    run = Run(args, teacher, student, optimizer, scheduler, layer_map, epochs, vocab,
-              checkpoint.find_vocab(teacher_dir), total_steps, device)
-    if resume_dir:
-        run.state = training.load_checkpoint(resume_dir, student, optimizer, scheduler)
-        print(f"resuming from {resume_dir} at step {run.state['step']}")
-    checkpoint.write_text_atomic(os.path.join(args.output_dir, "general_distill_args.json"),
-                                 json.dumps({**vars(args), "layer_map": layer_map, "total_steps": total_steps},
-                                            indent=2) + "\n")
-    print(f"teacher {teacher_dir} ({teacher.config.num_hidden_layers} layers) -> student "
-          f"{student.config.num_hidden_layers} layers x {student.config.hidden_size}, layer map {layer_map}, "
-          f"{total_steps} steps on {args.backend}/{device}")
-    run.train()
-    student.save_pretrained(args.output_dir, vocab_file=checkpoint.find_vocab(teacher_dir))
-    print(f"general TinyBERT saved in {args.output_dir} (step {run.state['step']} of {total_steps})")
+    scheduler = training.make_schedule(optimizer, total_steps, args.warmup_proportion)  # spans every epoch
+    if dist.is_main:
+        checkpoint.write_text_atomic(os.path.join(args.output_dir, "general_distill_args.json"),
+                                     json.dumps({**vars(args), "layer_map": layer_map, "total_steps": total_steps,
+                                                 "processes": dist.world}, indent=2) + "\n")
+        print(f"teacher {teacher_dir} ({teacher.config.num_hidden_layers} layers) -> student "
+              f"{student.config.num_hidden_layers} layers x {student.config.hidden_size}, layer map {layer_map}, "
+              f"batch {args.train_batch_size} x {dist.world} processes x {accum} accumulated, "
+              f"{plan.total_steps} of {total_steps} steps on {args.backend}/{device}")
+    student.train()
+    state = training.fit(
+        student, pregenerated_epochs(epochs, vocab, args.train_batch_size, args.seed, device, dist.world, dist.rank,
+                                     accum),
+        DistillLosses(teacher, dist.wrap(student), layer_map), optimizer, scheduler, args.output_dir, plan,
+        precision=training.MixedPrecision(False, device, args.max_grad_norm), resume=args.resume,
+        run_info={"mode": "general_distill", "layer_map": layer_map, "processes": dist.world,
+                  "batch": args.train_batch_size * pieces},
+        vocab_file=checkpoint.find_vocab(teacher_dir), desc="general distillation", dist=dist)
+    if dist.is_main:
+        print(f"general TinyBERT saved in {args.output_dir} (step {state['step']} of {total_steps})")
+    return state
 
 
 if __name__ == "__main__":

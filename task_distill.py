@@ -6,19 +6,26 @@
     --finetune    train --student_model on the gold labels alone (teacher fine-tuning; hard-label baselines)
     --do_eval     evaluate --student_model on dev and write results_eval.json
 
-Differences from the reference implementation, all measured in bench/bench_task_distill.py:
+Every mode trains through training.fit (one loop for every stage). Differences from the reference
+implementation (`Recipe`; bench/bench_task_distill.py measures what they buy):
 - batches are padded to their longest sequence and grouped by length (the reference pads everything
   to max_seq_length); the intermediate losses then average over real tokens only (distillation.py);
 - the teacher runs in eval mode (no dropout) under no-grad, and in prediction distillation its
   logits are computed once per example and reused every epoch (the reference reruns it every step,
   with dropout on);
-- `--reference_mode` turns the first two back (fixed padding, unmasked means, teacher every step).
+- soft cross-entropy sums over labels and averages over the batch (the reference averages over
+  labels too: its loss, and so its gradient before clipping, is num_labels times smaller);
+- `--reference_mode` turns all of these back.
 """
 import argparse
+import dataclasses
+import enum
+import functools
 import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
@@ -38,8 +45,49 @@ TASK_DEFAULTS = {
     "qqp": (2e-5, 4, 1e-4), "mnli": (2e-5, 4, 1e-4), "mnli-mm": (2e-5, 4, 1e-4), "qnli": (2e-5, 4, 1e-4),
     "rte": (3e-5, 30, 1e-4), "wnli": (2e-5, 30, 1e-4),
 }
-RESUME_DIR = "resume"
+STAGE1_LR = 5e-5  # the reference's intermediate-layer rate; its epochs default stays the task's
 RESULTS_NAME = "results_eval.json"
+
+
+class Mode(enum.Enum):
+    """What a run does, decided once from the command line."""
+    FINETUNE = "finetune"
+    STAGE1 = "intermediate"
+    STAGE2 = "pred"
+    BOTH = "intermediate+pred"
+    EVAL = "eval"
+
+    @property
+    def intermediate(self):
+        """att_loss + rep_loss on the teacher's attention scores and hidden states."""
+        return self in (Mode.STAGE1, Mode.BOTH)
+
+    @property
+    def pred(self):
+        """Soft cross-entropy on the teacher's logits."""
+        return self in (Mode.STAGE2, Mode.BOTH)
+
+    @property
+    def needs_teacher(self):
+        return self.intermediate or self.pred
+
+    @property
+    def keeps_best(self):
+        """Keep the model that scores best on dev; stage 1 has no trained classifier to score: keep the last."""
+        return self is not Mode.STAGE1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Where this project departs from the reference implementation (see the module docstring)."""
+    dynamic_padding: bool = True        # length-grouped batches padded to their longest row
+    masked_means: bool = True           # intermediate losses average over real tokens only
+    teacher_logits_once: bool = True    # stage 2 runs the teacher once per example, not every step
+    soft_ce_over_labels: str = "sum"    # soft cross-entropy over labels: "sum" (ours) or "mean" (reference)
+
+
+OURS = Recipe()
+REFERENCE = Recipe(dynamic_padding=False, masked_means=False, teacher_logits_once=False, soft_ce_over_labels="mean")
 
 
 def parse_args(argv=None):
@@ -58,9 +106,11 @@ def parse_args(argv=None):
     mode.add_argument("--do_eval", action="store_true", help="only evaluate --student_model on dev")
     p.add_argument("--aug_train", action="store_true", help="train on the train_aug split (data augmentation)")
     p.add_argument("--max_seq_length", type=int, default=64)
-    p.add_argument("--train_batch_size", type=int, default=32)
+    p.add_argument("--train_batch_size", type=int, default=32, help="examples per micro-batch (per process)")
+    p.add_argument("--gradient_accumulation_steps", type=int, default=1,
+                   help="micro-batches per weight update: the batch of one update is train_batch_size x this")
     p.add_argument("--eval_batch_size", type=int, default=64)
-    p.add_argument("--learning_rate", type=float, help="default: the task's (prediction) or 5e-5 (intermediate)")
+    p.add_argument("--learning_rate", type=float, help=f"default: the task's (prediction) or {STAGE1_LR} (intermediate)")
     p.add_argument("--num_train_epochs", type=float, help="default: the task's")
     p.add_argument("--weight_decay", type=float, help="default: the task's")
     p.add_argument("--warmup_proportion", type=float, default=0.1)
@@ -74,7 +124,8 @@ def parse_args(argv=None):
     p.add_argument("--fp16", action="store_true", help="mixed precision for the student (CUDA only)")
     p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=True, help="use CUDA when available")
     p.add_argument("--reference_mode", action="store_true",
-                   help="the reference's choices: pad to max_seq_length, unmasked loss means, teacher every step")
+                   help="the reference's choices: pad to max_seq_length, unmasked loss means, teacher every step, "
+                        "soft cross-entropy averaged over labels")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/resume")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty output directory")
     p.add_argument("--serve_for_online", action="store_true",
@@ -83,25 +134,36 @@ def parse_args(argv=None):
                    help="accept a teacher whose classifier was never fine-tuned")
     p.add_argument("--remap_teacher_labels", action="store_true",
                    help="reorder the teacher's logits to the task's label order when its id2label differs")
-    p.add_argument("--debug_kill_at_step", type=int, help=argparse.SUPPRESS)  # tests: SIGKILL mid-epoch
     backend.add_argument(p)
     args = p.parse_args(argv)
     return _check_args(p, args)
 
 
 def _check_args(parser, args):
-    modes = [args.intermediate_distill or args.pred_distill, args.finetune, args.do_eval]
-    if sum(modes) != 1:
+    chosen = [args.intermediate_distill or args.pred_distill, args.finetune, args.do_eval]
+    if sum(chosen) != 1:
         parser.error("choose one of: --intermediate_distill and/or --pred_distill, --finetune, --do_eval")
-    if (args.intermediate_distill or args.pred_distill) and not args.teacher_model:
+    if args.finetune:
+        args.mode = Mode.FINETUNE
+    elif args.do_eval:
+        args.mode = Mode.EVAL
+    else:
+        args.mode = {(True, False): Mode.STAGE1, (False, True): Mode.STAGE2,
+                     (True, True): Mode.BOTH}[args.intermediate_distill, args.pred_distill]
+    if args.mode.needs_teacher and not args.teacher_model:
         parser.error("distillation needs --teacher_model")
+    for flag in ("train_batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_seq_length"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     task = glue.get_processor(args.task_name).task
     lr, epochs, wd = TASK_DEFAULTS[task]
-    if args.intermediate_distill and not args.pred_distill:
-        lr = 5e-5  # the reference's stage-1 rate; its epochs default stays the task's
+    if args.mode is Mode.STAGE1:
+        lr = STAGE1_LR
     args.learning_rate = args.learning_rate or lr
     args.num_train_epochs = args.num_train_epochs or epochs
     args.weight_decay = wd if args.weight_decay is None else args.weight_decay
+    args.recipe = REFERENCE if args.reference_mode else OURS
+    args.backend = backend.check_bound(args.backend, flow)
     return args
 
 
@@ -125,28 +187,20 @@ def label_permutation(model, processor, role, allow_remap):
     return np.array([names.index(label) for label in processor.labels])
 
 
-def load_models(args, processor, device):
-    num_labels = processor.num_labels
+def load_models(student_dir, teacher_dir, processor, device, allow_untrained_teacher=False):
+    """(teacher or None, student) on `device`; the student records the task's label order."""
     teacher = None
-    if args.teacher_model:
-        teacher = modeling.TinyBertForSequenceClassification.from_pretrained(args.teacher_model, num_labels=num_labels,
-                                                                             fit_size=None)
-        if any(k.startswith("classifier.") for k in teacher.missing_keys) and not args.allow_untrained_teacher:
-            raise ValueError(f"teacher {args.teacher_model} has no classifier: it was never fine-tuned on "
+    if teacher_dir:
+        teacher = modeling.TinyBertForSequenceClassification.from_pretrained(
+            teacher_dir, num_labels=processor.num_labels, fit_size=None)
+        if any(k.startswith("classifier.") for k in teacher.missing_keys) and not allow_untrained_teacher:
+            raise ValueError(f"teacher {teacher_dir} has no classifier: it was never fine-tuned on "
                              f"{processor.task} (run run_train_teacher.sh first), or pass --allow_untrained_teacher")
         teacher.eval().to(device)
-    student_dir = args.student_model
     student = modeling.TinyBertForSequenceClassification.from_pretrained(
-        student_dir, num_labels=num_labels, fit_size=teacher.config.hidden_size if teacher else None)
+        student_dir, num_labels=processor.num_labels, fit_size=teacher.config.hidden_size if teacher else None)
     if teacher is not None:
-        for field in ("vocab_size",):
-            if getattr(teacher.config, field) != getattr(student.config, field):
-                raise ValueError(f"teacher {args.teacher_model} and student {student_dir} have different "
-                                 f"vocabularies ({field} {getattr(teacher.config, field)} vs "
-                                 f"{getattr(student.config, field)}): the student must use the teacher's vocab.txt")
-        tv, sv = checkpoint.find_vocab(args.teacher_model), checkpoint.find_vocab(student_dir)
-        if tv and sv and open(tv, "rb").read() != open(sv, "rb").read():
-            raise ValueError(f"vocab.txt of teacher {args.teacher_model} and student {student_dir} differ")
+        check_same_vocabulary(teacher_dir, teacher.config, student_dir, student.config)
     label_permutation(student, processor, "student", allow_remap=False)
     if not processor.is_regression:  # every saved model records its label order
         student.config.extra["id2label"] = {str(i): str(label) for i, label in enumerate(processor.labels)}
@@ -154,26 +208,40 @@ def load_models(args, processor, device):
     return teacher, student.to(device)
 
 
+def check_same_vocabulary(teacher_dir, teacher_config, student_dir, student_config):
+    if teacher_config.vocab_size != student_config.vocab_size:
+        raise ValueError(f"teacher {teacher_dir} and student {student_dir} have different vocabularies "
+                         f"(vocab_size {teacher_config.vocab_size} vs {student_config.vocab_size}): "
+                         "the student must use the teacher's vocab.txt")
+    tv, sv = checkpoint.find_vocab(teacher_dir), checkpoint.find_vocab(student_dir)
+    if tv and sv and open(tv, "rb").read() != open(sv, "rb").read():
+        raise ValueError(f"vocab.txt of teacher {teacher_dir} and student {student_dir} differ")
+
+
 # ----------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------
-def load_data(args, processor, tokenizer):
-    split = "train_aug" if args.aug_train else "train"
-    train = glue.load_features(args.train_data or args.data_dir, args.task_name, split, tokenizer, args.max_seq_length)
-    if args.max_train_examples and args.max_train_examples < len(train):
-        rng = np.random.default_rng(args.seed)
-        train = train.select(np.sort(rng.choice(len(train), args.max_train_examples, replace=False)))
-    dev = glue.load_features(args.data_dir, args.task_name, "dev", tokenizer, args.max_seq_length)
+def load_data(data_dir, train_data, task, split, tokenizer, max_seq_length, max_train_examples=None, seed=0):
+    """(train features of `split`, optionally a seeded subset; dev features)."""
+    train = glue.load_features(train_data or data_dir, task, split, tokenizer, max_seq_length)
+    if max_train_examples and max_train_examples < len(train):
+        rng = np.random.default_rng(seed)
+        train = train.select(np.sort(rng.choice(len(train), max_train_examples, replace=False)))
+    dev = glue.load_features(data_dir, task, "dev", tokenizer, max_seq_length)
     return train, dev
 
 
-def batches(features, batch_size, args, epoch=0, shuffle=True):
-    """Dynamic padding with length-grouped batches; --reference_mode: random batches of full width."""
-    order = glue.batch_order(features.lengths, batch_size, shuffle=shuffle, seed=args.seed, epoch=epoch,
-                             group_by_length=not args.reference_mode)
-    for index in order:
-        width = features.max_seq_length if args.reference_mode else int(features.lengths[index].max())
-        yield index, width
+def batches(features, batch_size, recipe=OURS, seed=0, epoch=0, shuffle=True, min_rows=1):
+    """[(rows, width)] of one epoch: length-grouped rows padded to their longest (ours), or random
+    batches padded to max_seq_length (the reference's). A last batch of fewer than `min_rows` rows
+    (too few to give every process a piece) is left out."""
+    order = glue.batch_order(features.lengths, batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                             group_by_length=recipe.dynamic_padding)
+    return [(index, width(features, index, recipe)) for index in order if len(index) >= min_rows]
+
+
+def width(features, rows, recipe=OURS):
+    return int(features.lengths[rows].max()) if recipe.dynamic_padding else features.max_seq_length
 
 
 def to_tensors(features, index, width, device, teacher_logits=None):
@@ -187,16 +255,31 @@ def to_tensors(features, index, width, device, teacher_logits=None):
     return out
 
 
+def training_epochs(features, batch_size, recipe, seed, device, teacher_logits=None, world=1, rank=0, grad_accum=1):
+    """fit()'s batches(epoch): this rank's micro-batches of batch_size rows (its pieces of global
+    batches of batch_size x world x grad_accum rows), as tensors made when fit() asks."""
+    pieces = world * grad_accum
+
+    def epoch_of(epoch):
+        order = batches(features, batch_size * pieces, recipe, seed=seed, epoch=epoch, min_rows=pieces)
+
+        def make(i):
+            rows = training.rank_pieces(order[i // grad_accum][0], world, rank, grad_accum)[i % grad_accum]
+            return to_tensors(features, rows, width(features, rows, recipe), device, teacher_logits)
+        return training.Epoch(len(order) * grad_accum, make)
+    return epoch_of
+
+
 # ----------------------------------------------------------------------------------------------
 # Teacher
 # ----------------------------------------------------------------------------------------------
 class Teacher:
     """The teacher's forward pass: no grad, eval mode, optional bf16 autocast, label reordering."""
 
-    def __init__(self, model, args, processor, device):
+    def __init__(self, model, processor, device, dtype="fp32", remap_labels=False):
         self.model, self.device = model, device
-        self.autocast = args.teacher_dtype == "bf16"
-        self.perm = label_permutation(model, processor, "teacher", args.remap_teacher_labels)
+        self.autocast = dtype == "bf16"
+        self.perm = label_permutation(model, processor, "teacher", remap_labels)
 
     def __call__(self, b, need_internals=True):
         with flow.no_grad():
@@ -214,231 +297,205 @@ class Teacher:
             logits = logits[:, flow.tensor(self.perm, device=logits.device)]
         return logits, atts, reps
 
-    def all_logits(self, features, args):
-        """Logits for every example, once (prediction distillation reuses them every epoch)."""
-        out = np.zeros((len(features), self.model.num_labels), dtype=np.float32)
-        order = list(batches(features, args.eval_batch_size, args, shuffle=False))
-        for index, width in tqdm(order, desc="teacher logits", unit="batch", leave=False):
-            out[index] = self(to_tensors(features, index, width, self.device), need_internals=False)[0].cpu().numpy()
-        return out
+    def all_logits(self, features, batch_size, recipe, dist=None):
+        """Logits for every example, once (prediction distillation reuses them every epoch); in a
+        data-parallel job each rank computes every world-th example and they share the results."""
+        n, world, rank = len(features), dist.world if dist else 1, dist.rank if dist else 0
+        mine = np.arange(rank, n, world)
+        share = features.select(mine) if world > 1 else features
+        out = np.zeros((-(-n // world), self.model.num_labels), dtype=np.float32)
+        order = batches(share, batch_size, recipe, shuffle=False)
+        for index, cols in tqdm(order, desc="teacher logits", unit="batch", leave=False, disable=rank != 0 or None):
+            out[index] = self(to_tensors(share, index, cols, self.device), need_internals=False)[0].cpu().numpy()
+        if world == 1:
+            return out
+        every = np.zeros((n, self.model.num_labels), dtype=np.float32)
+        for r, part in enumerate(dist.all_gather(out)):
+            rows = np.arange(r, n, world)
+            every[rows] = part[:len(rows)]
+        return every
 
 
 # ----------------------------------------------------------------------------------------------
 # Losses of one step
 # ----------------------------------------------------------------------------------------------
-def step_losses(args, student, teacher, b, layer_map, is_regression):
-    """{term: tensor} for this run's mode; 'loss' is their sum."""
-    need_internals = args.intermediate_distill
-    logits, atts, reps = student(b["input_ids"], b["segment_ids"], b["input_mask"], is_student=need_internals,
-                                 output_attentions=need_internals)
-    terms = {}
-    if args.finetune:
-        terms["cls_loss"] = (flow.nn.functional.mse_loss(logits.reshape(-1), b["labels"]) if is_regression
-                             else flow.nn.functional.cross_entropy(logits, b["labels"]))
-    else:
-        t_logits = b.get("teacher_logits")
-        if need_internals or t_logits is None:
-            t_logits, t_atts, t_reps = teacher(b, need_internals)
-        mask = None if args.reference_mode else b["input_mask"]
-        if args.intermediate_distill:
-            terms["att_loss"] = distillation.att_loss(atts, t_atts, layer_map, mask)
-            terms["rep_loss"] = distillation.rep_loss(reps, t_reps, layer_map, mask)
-        if args.pred_distill:
-            terms["cls_loss"] = distillation.pred_loss(logits, t_logits, args.temperature, b["labels"], is_regression)
-    loss = 0.0
-    for v in terms.values():
-        loss = loss + v
-    terms["loss"] = loss
-    return terms
+@dataclass
+class Losses:
+    """loss_fn of fit(): the mode's terms for one batch ({term: tensor}, 'loss' their sum)."""
+    mode: Mode
+    student: object
+    teacher: object = None
+    layer_map: list = None
+    is_regression: bool = False
+    temperature: float = 1.0
+    recipe: Recipe = OURS
+
+    def __call__(self, b):
+        internals = self.mode.intermediate
+        logits, atts, reps = self.student(b["input_ids"], b["segment_ids"], b["input_mask"], is_student=internals,
+                                          output_attentions=internals)
+        terms = {}
+        if self.mode is Mode.FINETUNE:
+            terms["cls_loss"] = (flow.nn.functional.mse_loss(logits.reshape(-1), b["labels"]) if self.is_regression
+                                 else flow.nn.functional.cross_entropy(logits, b["labels"]))
+        else:
+            t_logits = b.get("teacher_logits")
+            if internals or t_logits is None:
+                t_logits, t_atts, t_reps = self.teacher(b, internals)
+            mask = b["input_mask"] if self.recipe.masked_means else None
+            if internals:
+                terms["att_loss"] = distillation.att_loss(atts, t_atts, self.layer_map, mask)
+                terms["rep_loss"] = distillation.rep_loss(reps, t_reps, self.layer_map, mask)
+            if self.mode.pred:
+                terms["cls_loss"] = distillation.pred_loss(logits, t_logits, self.temperature, b["labels"],
+                                                           self.is_regression, self.recipe.soft_ce_over_labels)
+        loss = 0.0
+        for v in terms.values():
+            loss = loss + v
+        terms["loss"] = loss
+        return terms
 
 
 # ----------------------------------------------------------------------------------------------
 # Evaluation
 # ----------------------------------------------------------------------------------------------
-def predict(model, features, args, device):
+def predict(model, features, batch_size, device):
     """Logits for every example, and the examples/s of inference (no scores, fused attention)."""
     model.eval()
     out = np.zeros((len(features), model.num_labels), dtype=np.float32)
     start = time.perf_counter()
     with flow.no_grad():
-        for index, width in batches(features, args.eval_batch_size, args, shuffle=False):
-            b = to_tensors(features, index, width, device)
+        for index, cols in batches(features, batch_size, shuffle=False):
+            b = to_tensors(features, index, cols, device)
             out[index] = model(b["input_ids"], b["segment_ids"], b["input_mask"],
                                output_attentions=False)[0].float().cpu().numpy()
     return out, len(features) / max(time.perf_counter() - start, 1e-9)
 
 
-def evaluate(args, model, features, device, teacher=None, layer_map=None):
-    """The task's metrics (stage 1: the dev intermediate losses instead: the classifier is untrained)."""
-    processor = glue.get_processor(args.task_name)
-    if args.intermediate_distill and not args.pred_distill:
+def evaluate(task, model, features, batch_size, device, losses=None):
+    """The task's metrics on `features`; with `losses` (stage 1, whose classifier is untrained) the
+    mean of its loss terms instead, as dev_<term>."""
+    processor = glue.get_processor(task)
+    if losses is not None:
         model.eval()
         sums, n = {}, 0
         with flow.no_grad():
-            for index, width in batches(features, args.eval_batch_size, args, shuffle=False):
-                terms = step_losses(args, model, teacher, to_tensors(features, index, width, device),
-                                    layer_map, processor.is_regression)
-                for k, v in terms.items():
+            for index, cols in batches(features, batch_size, losses.recipe, shuffle=False):
+                for k, v in losses(to_tensors(features, index, cols, device)).items():
                     sums[k] = sums.get(k, 0.0) + float(v) * len(index)
                 n += len(index)
         model.train()
         return {f"dev_{k}": v / n for k, v in sums.items()}
-    logits, speed = predict(model, features, args, device)
+    logits, speed = predict(model, features, batch_size, device)
     model.train()
     preds = logits if processor.is_regression else logits.argmax(-1)
-    return dict(glue.compute_metrics(args.task_name, preds, features.label_ids), inference_examples_per_s=speed)
+    return dict(glue.compute_metrics(task, preds, features.label_ids), inference_examples_per_s=speed)
 
 
-def results_json(args, model, features, device):
+def results_json(task, model, model_dir, features, batch_size, device):
     """The original's keys (accuracy, MCC, precision, recall, f_1, modelSize MB, reasoningTime
     examples/s) plus the task's own metrics."""
-    processor = glue.get_processor(args.task_name)
-    logits, speed = predict(model, features, args, device)
+    processor = glue.get_processor(task)
+    logits, speed = predict(model, features, batch_size, device)
     names = ["pearson", "spearman", "corr"] if processor.is_regression else ["acc", "mcc", "precision", "recall", "f1"]
     preds = logits if processor.is_regression else logits.argmax(-1)
-    m = glue.compute_metrics(args.task_name, preds, features.label_ids, names=names)
-    m.update(glue.compute_metrics(args.task_name, preds, features.label_ids))
+    m = glue.compute_metrics(task, preds, features.label_ids, names=names)
+    m.update(glue.compute_metrics(task, preds, features.label_ids))
     params = modeling.count_parameters(model)
     renamed = {"acc": "accuracy", "mcc": "MCC", "f1": "f_1"}
     out = {renamed.get(k, k): round(v, 6) for k, v in m.items()}
-    out.update(task=processor.task, best_metric=glue.best_metric_name(args.task_name),
+    out.update(task=processor.task, best_metric=glue.best_metric_name(task),
                num_examples=len(features), parameters=params, modelSize=round(params * 4 / 2 ** 20, 2),
-               reasoningTime=round(speed, 1), backend=backend.name(), model_dir=os.path.abspath(args.student_model))
+               reasoningTime=round(speed, 1), backend=flow.__name__, model_dir=os.path.abspath(model_dir))
     return out
+
+
+def write_results(output_dir, results):
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, RESULTS_NAME)
+    checkpoint.write_text_atomic(path, json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+    return results
 
 
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
-def mode_name(args):
-    if args.finetune:
-        return "finetune"
-    return "+".join(n for n, on in (("intermediate", args.intermediate_distill), ("pred", args.pred_distill)) if on)
+def make_teacher(model, student, processor, device, dtype="fp32", remap_labels=False, layer_map_text=""):
+    """The Teacher and the layer map from student layers to its layers."""
+    teacher = Teacher(model, processor, device, dtype, remap_labels)
+    return teacher, distillation.parse_layer_map(layer_map_text, model.config.num_hidden_layers,
+                                                 student.config.num_hidden_layers)
 
 
-def train(args, teacher_model, student, train_data, dev, device):
-    processor = glue.get_processor(args.task_name)
-    teacher = Teacher(teacher_model, args, processor, device) if teacher_model is not None else None
-    layer_map = distillation.parse_layer_map(args.layer_map, teacher_model.config.num_hidden_layers,
-                                             student.config.num_hidden_layers) if teacher else None
-    steps_per_epoch = len(glue.batch_order(train_data.lengths, args.train_batch_size))
-    total_steps = int(steps_per_epoch * args.num_train_epochs)
-    optimizer = training.make_optimizer(student, args.learning_rate, args.weight_decay)
-    # the reference trains stage 1 at a constant rate, stage 2 and fine-tuning with linear warm-up
-    kind = "constant" if args.intermediate_distill and not args.pred_distill else "linear"
-    scheduler = training.make_schedule(optimizer, total_steps, args.warmup_proportion, kind)
-    state = {"mode": mode_name(args), "epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None}
-    resume_dir = os.path.join(args.output_dir, RESUME_DIR)
-    log = training.TrainLog(args.output_dir)
-    if args.resume and os.path.isdir(resume_dir):
-        state = training.load_checkpoint(resume_dir, student, optimizer, scheduler)
-        if state["mode"] != mode_name(args):
-            raise ValueError(f"{resume_dir} holds a {state['mode']} run; this is {mode_name(args)}")
-        log.truncate_after(state["global_step"])
-        print(f"resuming at epoch {state['epoch']}, step {state['global_step']}")
-    lap = time.perf_counter()  # train_seconds (in the log): teacher logits, training, evaluation; across resumes
-    teacher_logits = None
-    if args.pred_distill and not args.intermediate_distill and not args.reference_mode:
-        teacher_logits = teacher.all_logits(train_data, args)
-
-    def checkpoint_now(metrics):
-        """Best model (stage 2, fine-tuning) or last model (stage 1) into OUTPUT_DIR; resume state."""
-        key = None if not metrics else glue.best_metric_name(args.task_name)
-        improved = key is None or state["best"] is None or metrics[key] > state["best"]
-        if key is not None and improved:
-            state["best"] = metrics[key]
-        exclude = ("fit_dense.",) if args.serve_for_online else ()
-        if improved:
-            training.save_checkpoint(os.path.join(args.output_dir), student, state=dict(state, metrics=metrics),
-                                     exclude=exclude)
-        if not args.serve_for_online:
-            training.save_checkpoint(resume_dir, student, optimizer, scheduler, state=state)
-        return improved
-
-    amp = training.MixedPrecision(args.fp16, device)
-    student.train()
-    eval_every = args.eval_step or steps_per_epoch
-    epochs = int(np.ceil(args.num_train_epochs))
-    bar = tqdm(total=total_steps, initial=state["global_step"], desc=mode_name(args), unit="step", dynamic_ncols=True)
-    seen, started = 0, time.perf_counter()
-    while state["global_step"] < total_steps and state["epoch"] < epochs:
-        for i, (index, width) in enumerate(batches(train_data, args.train_batch_size, args, epoch=state["epoch"])):
-            if i < state["step_in_epoch"]:
-                continue
-            if state["global_step"] >= total_steps:
-                break
-            b = to_tensors(train_data, index, width, device, teacher_logits)
-            with amp.autocast():
-                terms = step_losses(args, student, teacher, b, layer_map, processor.is_regression)
-            values = training.check_finite(state["global_step"] + 1, terms)
-            optimizer.zero_grad()
-            amp.backward_and_step(terms["loss"], student, optimizer)
-            scheduler.step()
-            state["global_step"] += 1
-            state["step_in_epoch"] = i + 1
-            seen += len(index)
-            speed = seen / (time.perf_counter() - started)
-            bar.update(1)
-            bar.set_postfix({**{k: f"{v:.4g}" for k, v in values.items()}, "ex/s": f"{speed:.0f}"})
-            if state["global_step"] % eval_every == 0 or state["global_step"] == total_steps:
-                metrics = evaluate(args, student, dev, device, teacher, layer_map)
-                improved = checkpoint_now(metrics if "dev_loss" not in metrics else None)
-                state["train_seconds"] = state.get("train_seconds", 0.0) + time.perf_counter() - lap
-                lap = time.perf_counter()
-                log.append(step=state["global_step"], epoch=state["epoch"], lr=scheduler.get_last_lr()[0],
-                           train_seconds=round(state["train_seconds"], 1), **values, examples_per_s=round(speed, 1),
-                           **{k if k.startswith("dev_") else f"dev_{k}": v for k, v in metrics.items()})
-                log.plot()
-                shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                bar.write(f"step {state['global_step']}: {shown}" + (" (saved)" if improved else ""))
-            if args.debug_kill_at_step and state["global_step"] == args.debug_kill_at_step:
-                os.kill(os.getpid(), 9)
-        else:
-            state["epoch"] += 1
-            state["step_in_epoch"] = 0
-    bar.close()
-    if args.serve_for_online and os.path.isdir(resume_dir):
-        import shutil
-        shutil.rmtree(resume_dir)
-    return state
+def make_plan(global_batches, grad_accum, epochs, eval_step):
+    """Steps of the run (one per global batch; fractional epochs allowed) and the evaluation cadence
+    (0: once per epoch)."""
+    return training.Plan(total_steps=int(global_batches * epochs), eval_every=eval_step or global_batches,
+                         grad_accum=grad_accum)
 
 
 def main(argv=None):
     args = parse_args(argv)
     training.set_seed(args.seed)
-    device = backend.device(args.gpu)
+    dist, device = backend.distributed(args.gpu)
+    training.set_seed(args.seed + dist.rank)  # each rank its own dropout; the data order is seeded apart
     processor = glue.get_processor(args.task_name)
-    tokenizer = glue.tokenizer_from_dir(args.student_model)
-    if args.do_eval:
+    tokenizer = checkpoint.load_tokenizer(args.student_model)
+    mode, recipe = args.mode, args.recipe
+    if mode is Mode.EVAL:
         dev = glue.load_features(args.data_dir, args.task_name, "dev", tokenizer, args.max_seq_length)
         model = modeling.TinyBertForSequenceClassification.from_pretrained(
             args.student_model, num_labels=processor.num_labels, fit_size=None).to(device)
         label_permutation(model, processor, "model", allow_remap=False)
-        return write_results(args, model, dev, device)
+        return write_results(args.output_dir, results_json(args.task_name, model, args.student_model, dev,
+                                                           args.eval_batch_size, device))
     training.prepare_output_dir(args.output_dir, args.overwrite, args.resume)
-    teacher, student = load_models(args, processor, device)
-    train_data, dev = load_data(args, processor, tokenizer)
-    print(f"{mode_name(args)}: {len(train_data)} training examples, {len(dev)} dev, "
-          f"lr {args.learning_rate}, {args.num_train_epochs} epochs, backend {backend.name()} on {device}")
-    state = train(args, teacher, student, train_data, dev, device)
-    if args.pred_distill or args.finetune:
+    teacher_model, student = load_models(args.student_model, args.teacher_model if mode.needs_teacher else None,
+                                         processor, device, args.allow_untrained_teacher)
+    train_data, dev = load_data(args.data_dir, args.train_data, args.task_name,
+                                "train_aug" if args.aug_train else "train", tokenizer, args.max_seq_length,
+                                args.max_train_examples, args.seed)
+    accum, pieces = args.gradient_accumulation_steps, dist.world * args.gradient_accumulation_steps
+    if dist.is_main:
+        print(f"{mode.value}: {len(train_data)} training examples, {len(dev)} dev, lr {args.learning_rate}, "
+              f"{args.num_train_epochs} epochs, batch {args.train_batch_size} x {dist.world} processes x {accum} "
+              f"accumulated = {args.train_batch_size * pieces}, backend {args.backend} on {device}")
+
+    teacher = layer_map = teacher_logits = None
+    if mode.needs_teacher:
+        teacher, layer_map = make_teacher(teacher_model, student, processor, device, args.teacher_dtype,
+                                          args.remap_teacher_labels, args.layer_map)
+    if mode is Mode.STAGE2 and recipe.teacher_logits_once:
+        teacher_logits = teacher.all_logits(train_data, args.eval_batch_size, recipe, dist)
+    losses = Losses(mode, dist.wrap(student), teacher, layer_map, processor.is_regression, args.temperature, recipe)
+    plan = make_plan(len(batches(train_data, args.train_batch_size * pieces, recipe, min_rows=pieces)), accum,
+                     args.num_train_epochs, args.eval_step)
+    optimizer = training.make_optimizer(student, args.learning_rate, args.weight_decay)
+    # the reference trains stage 1 at a constant rate, stage 2 and fine-tuning with linear warm-up
+    scheduler = training.make_schedule(optimizer, plan.total_steps, args.warmup_proportion,
+                                       "constant" if mode is Mode.STAGE1 else "linear")
+    student.train()
+    state = training.fit(
+        student, training_epochs(train_data, args.train_batch_size, recipe, args.seed, device, teacher_logits,
+                                 dist.world, dist.rank, accum),
+        losses, optimizer, scheduler, args.output_dir, plan, precision=training.MixedPrecision(args.fp16, device),
+        eval_fn=functools.partial(evaluate, args.task_name, student, dev, args.eval_batch_size, device,
+                                  None if mode.keeps_best else dataclasses.replace(losses, student=student)),
+        best_metric=glue.best_metric_name(args.task_name) if mode.keeps_best else None,
+        resume=args.resume, keep_resume=not args.serve_for_online,
+        run_info={"mode": mode.value, "processes": dist.world, "batch": args.train_batch_size * pieces},
+        exclude=("fit_dense.",) if args.serve_for_online else (), desc=mode.value, dist=dist)
+    if not dist.is_main:
+        return state
+    if mode.keeps_best:
         best = modeling.TinyBertForSequenceClassification.from_pretrained(
-            args.output_dir, num_labels=processor.num_labels, fit_size=None,
-            verbose=False).to(device)
-        args.student_model = args.output_dir
-        write_results(args, best, dev, device)
-    print(f"done: {state['global_step']} steps; model in {args.output_dir}")
+            args.output_dir, num_labels=processor.num_labels, fit_size=None, verbose=False).to(device)
+        write_results(args.output_dir, results_json(args.task_name, best, args.output_dir, dev,
+                                                    args.eval_batch_size, device))
+    print(f"done: {state['step']} steps; model in {args.output_dir}")
     return state
-
-
-def write_results(args, model, dev, device):
-    results = results_json(args, model, dev, device)
-    os.makedirs(args.output_dir, exist_ok=True)
-    path = os.path.join(args.output_dir, RESULTS_NAME)
-    checkpoint.write_text_atomic(path, json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
-    print(f"wrote {path}")
-    return results
 
 
 if __name__ == "__main__":

@@ -3,18 +3,21 @@ resumable checkpoints, a non-finite-loss guard, and the train_log.csv / curves.p
 
 Backend-neutral like modeling.py. A resumable checkpoint is one directory, written all-or-nothing
 (checkpoint.atomic_dir): the model as a model directory (config.json, vocab.txt, model.safetensors),
-plus `optimizer`, `scheduler` (framework save) and `state.json` (step, epoch, position in the epoch,
-best metric) and `rng.pkl` (Python, numpy and framework generators).
+plus `optimizer`, `scheduler` (framework save, read back without running code), `state.json` (step, epoch,
+position in the epoch, best metric) and `rng.npz` (Python, numpy and framework generators, no pickle).
 """
 import contextlib
 import csv
 import json
 import math
 import os
-import pickle
 import random
+import shutil
+import time
+from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 import backend
 import checkpoint
@@ -56,7 +59,7 @@ def make_schedule(optimizer, total_steps, warmup_proportion=0.1, kind="linear"):
 
 class MixedPrecision:
     """fp16 autocast with a gradient scaler on CUDA (--fp16); plain fp32 steps otherwise.
-    Gradients are clipped to norm 1, as BERT's optimizer did."""
+    Gradients are clipped to `max_grad_norm` (1.0, as BERT's optimizer did) before each update."""
 
     def __init__(self, enabled, device, max_grad_norm=1.0):
         if enabled and not str(device).startswith("cuda"):
@@ -69,17 +72,20 @@ class MixedPrecision:
             return contextlib.nullcontext()
         return flow.autocast("cuda", dtype=flow.float16)
 
-    def backward_and_step(self, loss, model, optimizer):
-        if not self.enabled:
-            loss.backward()
-            flow.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
-            optimizer.step()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(optimizer)
+    def backward(self, loss):
+        (self.scaler.scale(loss) if self.enabled else loss).backward()
+
+    def step(self, model, optimizer):
+        """Clip the accumulated gradients, update, and clear them."""
+        if self.enabled:
+            self.scaler.unscale_(optimizer)
         flow.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
-        self.scaler.step(optimizer)
-        self.scaler.update()
+        if self.enabled:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad()
 
 
 class NonFiniteLoss(RuntimeError):
@@ -100,36 +106,70 @@ def check_finite(step, terms):
 # Resumable checkpoints
 # ----------------------------------------------------------------------------------------------
 def rng_state():
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
+    """Python's, numpy's legacy and the framework's generator states, as plain numpy arrays (stored
+    without pickle: a copied run directory must not be able to run code on --resume)."""
+    version, python_mt, gauss = random.getstate()
+    kind, numpy_mt, pos, has_gauss, cached = np.random.get_state()
+    assert kind == "MT19937", kind  # the legacy RandomState has no other generator
+    return {"python_version": np.array(version), "python_mt": np.array(python_mt, dtype=np.uint32),
+            "python_gauss": np.array([] if gauss is None else [gauss], dtype=np.float64),
+            "numpy_mt": np.asarray(numpy_mt, dtype=np.uint32), "numpy_pos": np.array(pos),
+            "numpy_has_gauss": np.array(has_gauss), "numpy_gauss": np.array(cached, dtype=np.float64),
             "framework": flow.get_rng_state().numpy()}
 
 
 def set_rng_state(state):
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    flow.set_rng_state(flow.from_numpy(state["framework"]))
+    gauss = state["python_gauss"]
+    random.setstate((int(state["python_version"]), tuple(int(x) for x in state["python_mt"]),
+                     float(gauss[0]) if gauss.size else None))
+    np.random.set_state(("MT19937", state["numpy_mt"], int(state["numpy_pos"]), int(state["numpy_has_gauss"]),
+                         float(state["numpy_gauss"])))
+    flow.set_rng_state(flow.from_numpy(np.array(state["framework"])))
 
 
-def save_checkpoint(directory, model, optimizer=None, scheduler=None, state=None, vocab_file=None, exclude=()):
-    """Everything needed to continue training, or (optimizer=None) only what inference needs."""
+def save_checkpoint(directory, model, optimizer=None, scheduler=None, state=None, vocab_file=None, exclude=(),
+                    rng_states=None):
+    """Everything needed to continue training, or (optimizer=None) only what inference needs.
+    `rng_states`: every rank's rng_state() in a data-parallel job (default: this process's)."""
     with checkpoint.atomic_dir(directory) as tmp:
         model.save_pretrained(tmp, vocab_file=vocab_file, exclude=exclude)
         if optimizer is not None:
             flow.save(optimizer.state_dict(), os.path.join(tmp, "optimizer"))
             flow.save(scheduler.state_dict(), os.path.join(tmp, "scheduler"))
-            with open(os.path.join(tmp, "rng.pkl"), "wb") as f:
-                pickle.dump(rng_state(), f)
+            arrays = {}
+            for rank, rng in enumerate(rng_states or [rng_state()]):
+                arrays.update({_rank_key(rank, k): v for k, v in rng.items()})
+            checkpoint.save_arrays(os.path.join(tmp, "rng.npz"), arrays)
         checkpoint.write_text_atomic(os.path.join(tmp, STATE_NAME), json.dumps(state or {}, indent=2) + "\n")
 
 
-def load_checkpoint(directory, model, optimizer=None, scheduler=None):
-    """Restore model (and optimizer, scheduler, RNG) from save_checkpoint's directory; returns its state."""
-    model.load_numpy_state_dict(checkpoint.load_state_dict(directory), source=directory)
+def _rank_key(rank, key):
+    return key if rank == 0 else f"rank{rank}.{key}"
+
+
+def load_checkpoint(directory, model, optimizer=None, scheduler=None, rank=0):
+    """Restore model (and optimizer, scheduler, this rank's RNG) from save_checkpoint's directory;
+    returns its state. Every file is read, without running code from any of them, before anything
+    is restored."""
+    weights = checkpoint.load_state_dict(directory)
     if optimizer is not None:
-        optimizer.load_state_dict(flow.load(os.path.join(directory, "optimizer")))
-        scheduler.load_state_dict(flow.load(os.path.join(directory, "scheduler")))
-        with open(os.path.join(directory, "rng.pkl"), "rb") as f:
-            set_rng_state(pickle.load(f))
+        optimizer_state = checkpoint.read_framework_save(os.path.join(directory, "optimizer"), flow)
+        scheduler_state = checkpoint.read_framework_save(os.path.join(directory, "scheduler"), flow)
+        rng_path = os.path.join(directory, "rng.npz")
+        if not os.path.isfile(rng_path) and os.path.isfile(os.path.join(directory, "rng.pkl")):
+            raise checkpoint.CheckpointError(
+                f"{os.path.join(directory, 'rng.pkl')}: random state saved as a pickle by an older version; "
+                "it is not loaded, since unpickling can run code: start this run afresh (without --resume)")
+        saved = checkpoint.load_arrays(rng_path)
+        rng = {k: saved[_rank_key(rank, k)] for k in rng_state() if _rank_key(rank, k) in saved}
+        missing = sorted(_rank_key(rank, k) for k in set(rng_state()) - set(rng))
+        if missing:
+            raise checkpoint.CheckpointError(f"{rng_path}: no {', '.join(missing)}")
+    model.load_numpy_state_dict(weights, source=directory)
+    if optimizer is not None:
+        optimizer.load_state_dict(optimizer_state)
+        scheduler.load_state_dict(scheduler_state)
+        set_rng_state(rng)
     with open(os.path.join(directory, STATE_NAME)) as f:
         return json.load(f)
 
@@ -144,13 +184,247 @@ def prepare_output_dir(directory, overwrite=False, resume=False):
 
 
 # ----------------------------------------------------------------------------------------------
+# The training loop every stage runs
+# ----------------------------------------------------------------------------------------------
+RESUME_DIR = "resume"
+
+
+class Epoch:
+    """One epoch's micro-batches: `len()` of them, each made on demand by `make(i)`, so that a resumed
+    run skips to its batch without reading or padding the ones before."""
+
+    def __init__(self, count, make):
+        self.count, self.make = count, make
+
+    def __len__(self):
+        return self.count
+
+
+@dataclass
+class Plan:
+    """How long a run is and how often it stops to look (in optimizer steps; 0: never in between).
+
+    A step updates the weights once from `grad_accum` micro-batches; the learning-rate schedule counts
+    steps. Evaluations, train_log rows and resume checkpoints also happen at the last step.
+    """
+    total_steps: int
+    eval_every: int = 0
+    log_every: int = 0      # 0: a row at each evaluation
+    save_every: int = 0     # 0: a resume checkpoint at each evaluation
+    grad_accum: int = 1
+
+    def __post_init__(self):
+        if self.total_steps < 1:
+            raise ValueError(f"nothing to train: {self.total_steps} steps (no training data, or 0 epochs?)")
+        if self.grad_accum < 1:
+            raise ValueError(f"--gradient_accumulation_steps must be at least 1, got {self.grad_accum}")
+
+    def at(self, every, step):
+        return step == self.total_steps or (every > 0 and step % every == 0)
+
+
+def fit(model, batches, loss_fn, optimizer, scheduler, out_dir, plan, *, precision, eval_fn=None,
+        best_metric=None, resume=False, keep_resume=True, run_info=None, vocab_file=None, exclude=(),
+        desc="train", dist=None):
+    """Train `model` for `plan.total_steps` optimizer steps; returns the final state.
+
+    batches(epoch) -> Epoch of micro-batches (dicts of tensors), the same for the same epoch in every
+    run; loss_fn(batch) -> {term: tensor}, 'loss' the one minimised; eval_fn() -> {metric: value}.
+    The model kept in `out_dir`: with `best_metric`, the one that scored best on it (higher is better);
+    otherwise the latest. `out_dir/resume` holds everything to continue at the exact batch (--resume);
+    a fresh run drops an older run's resume state and log first. `run_info` is stored with the state,
+    and a resume under different `run_info` is refused.
+
+    In a data-parallel job (`dist`, backend.Distributed) `model` is the unwrapped model that rank 0
+    evaluates and saves; loss_fn trains through the wrapped one, and batches(epoch) gives this rank's
+    micro-batches (rank_pieces). Every rank resumes from the same files, each with its own RNG state.
+    """
+    dist = dist or backend.Distributed(flow)
+    run = _Run(model, optimizer, scheduler, out_dir, plan, precision, best_metric, run_info or {},
+               vocab_file, exclude, dist)
+    run.start(resume)
+    bar = tqdm(total=plan.total_steps, initial=run.state["step"], desc=desc, unit="step", dynamic_ncols=True,
+               disable=not dist.is_main or None)
+    while run.state["step"] < plan.total_steps:
+        epoch = batches(run.state["epoch"])
+        if len(epoch) == 0:
+            raise ValueError(f"epoch {run.state['epoch']} has no batches: no training data?")
+        run.epoch_len = len(epoch)
+        for i in range(run.state["batch"], len(epoch)):
+            batch = epoch.make(i)
+            group = min(plan.grad_accum, len(epoch) - i // plan.grad_accum * plan.grad_accum)
+            with precision.autocast():
+                terms = loss_fn(batch)
+            run.accumulate(check_finite(run.state["step"] + 1, terms), _batch_size(batch), group)
+            precision.backward(terms["loss"] / group)
+            run.state["batch"] = i + 1
+            if (i + 1) % plan.grad_accum and i + 1 < len(epoch):
+                continue
+            precision.step(model, optimizer)
+            scheduler.step()
+            run.state["step"] += 1
+            bar.update(1)
+            bar.set_postfix(run.postfix())
+            run.after_step(eval_fn, bar)
+            if run.state["step"] >= plan.total_steps:
+                break
+        else:
+            run.state.update(epoch=run.state["epoch"] + 1, batch=0)
+    bar.close()
+    run.finish(keep_resume)
+    return run.state
+
+
+def _batch_size(batch):
+    return len(next(iter(batch.values())))
+
+
+def rank_pieces(rows, world=1, rank=0, grad_accum=1):
+    """The `grad_accum` micro-batches this rank trains on out of one global batch `rows`: the rows cut
+    into world x grad_accum near-equal pieces, piece j * world + rank at accumulation step j. So a
+    step sees the same global batch whatever the number of processes."""
+    pieces = np.array_split(np.asarray(rows), world * grad_accum)
+    return [pieces[j * world + rank] for j in range(grad_accum)]
+
+
+def _pack(arrays):
+    """One uint8 buffer of `arrays` (in key order), to gather over ranks; _unpack reverses it."""
+    return np.concatenate([np.ascontiguousarray(arrays[k]).reshape(-1).view(np.uint8) for k in sorted(arrays)])
+
+
+def _unpack(buffer, like):
+    out, pos = {}, 0
+    for k in sorted(like):
+        a = np.asarray(like[k])
+        out[k] = buffer[pos:pos + a.nbytes].view(a.dtype).reshape(a.shape).copy()
+        pos += a.nbytes
+    return out
+
+
+class _Run:
+    """fit()'s bookkeeping: where the run stands, the log, and the checkpoints."""
+
+    def __init__(self, model, optimizer, scheduler, out_dir, plan, precision, best_metric, run_info,
+                 vocab_file, exclude, dist):
+        self.model, self.optimizer, self.scheduler, self.plan, self.dist = model, optimizer, scheduler, plan, dist
+        self.out_dir, self.resume_dir = out_dir, os.path.join(out_dir, RESUME_DIR)
+        self.precision, self.best_metric, self.run_info = precision, best_metric, run_info
+        self.vocab_file, self.exclude = vocab_file, exclude
+        # "interval": sums of the loss terms over the optimizer steps since the last log row
+        # train_seconds: wall time of the run so far (across resumes); pause_seconds: the part of it spent
+        # evaluating and saving, left out of the examples/s figure
+        self.state = {"step": 0, "epoch": 0, "batch": 0, "train_seconds": 0.0, "pause_seconds": 0.0, "examples": 0,
+                      "best": None,
+                      "interval": {"steps": 0}, "run": run_info}
+        self.lap = time.perf_counter()
+        self.step_terms, self.speed, self.epoch_len = {}, None, 1
+
+    def start(self, resume):
+        os.makedirs(self.out_dir, exist_ok=True)
+        if resume and os.path.isdir(self.resume_dir):
+            state = load_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler, self.dist.rank)
+            if state.get("run") != self.run_info:
+                raise ValueError(f"{self.resume_dir} holds a run of {state.get('run')}; this one is "
+                                 f"{self.run_info}: resume with the same settings, or start afresh with --overwrite")
+            self.state = state
+            if self.dist.is_main:
+                self.log = TrainLog(self.out_dir)
+                self.log.truncate_after(state["step"])
+                print(f"resuming at epoch {state['epoch']}, batch {state['batch']}, step {state['step']}")
+            return
+        if not self.dist.is_main:
+            return
+        if resume:
+            print(f"--resume: no {self.resume_dir}, starting from the beginning")
+        shutil.rmtree(self.resume_dir, ignore_errors=True)  # lest a later --resume go back to an older run
+        for name in (TrainLog.NAME, TrainLog.PLOT):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.out_dir, name))
+        self.log = TrainLog(self.out_dir)
+
+    def accumulate(self, values, examples, group):
+        """Loss terms of one micro-batch (of a group of `group` making one step)."""
+        for k, v in values.items():
+            self.step_terms[k] = self.step_terms.get(k, 0.0) + v / group
+        self.state["examples"] += examples
+
+    def postfix(self):
+        now = time.perf_counter()
+        self.state["train_seconds"] += now - self.lap
+        self.lap = now
+        interval = self.state["interval"]
+        for k, v in self.step_terms.items():
+            interval[k] = interval.get(k, 0.0) + v
+        interval["steps"] += 1
+        shown = {k: f"{v:.4g}" for k, v in self.step_terms.items()}
+        self.step_terms = {}
+        busy = self.state["train_seconds"] - self.state["pause_seconds"]
+        self.speed = self.state["examples"] / max(busy, 1e-9)
+        return dict(shown, **{"ex/s": f"{self.speed:.0f}"})
+
+    def after_step(self, eval_fn, bar):
+        started = time.perf_counter()
+        self._evaluate_log_save(eval_fn, bar)
+        self.state["pause_seconds"] += time.perf_counter() - started
+
+    def _evaluate_log_save(self, eval_fn, bar):
+        step, plan, main = self.state["step"], self.plan, self.dist.is_main
+        evaluate = eval_fn is not None and plan.at(plan.eval_every, step)  # the same on every rank
+        metrics = eval_fn() if evaluate and main else None
+        if main and (evaluate or plan.at(plan.log_every or plan.eval_every, step)):
+            self.write_row(metrics)
+        if evaluate or plan.at(plan.save_every or plan.eval_every, step):
+            saved = self.save(metrics)
+            if metrics is not None:
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                bar.write(f"step {step}: {shown}" + (" (saved)" if saved else ""))
+
+    def write_row(self, metrics):
+        interval = self.state["interval"]
+        n = max(interval.pop("steps"), 1)
+        epoch = self.state["epoch"] + self.state["batch"] / self.epoch_len  # fractional: where in the data
+        row = {"step": self.state["step"], "epoch": round(epoch, 4), "lr": self.scheduler.get_last_lr()[0],
+               "train_seconds": round(self.state["train_seconds"], 1),
+               **{k: v / n for k, v in interval.items()}, "examples_per_s": round(self.speed, 1)}
+        row.update({k if k.startswith("dev_") else f"dev_{k}": v for k, v in (metrics or {}).items()})
+        self.log.append(**row)
+        self.state["interval"] = {"steps": 0}
+
+    def save(self, metrics):
+        """The model into out_dir (if it is the best so far, or the latest is kept), then resume state
+        with every rank's RNG; rank 0 writes, the others only hand over their RNG state."""
+        local = rng_state()
+        rng_states = [_unpack(b, local) for b in self.dist.all_gather(_pack(local))]
+        if not self.dist.is_main:
+            return False
+        improved = True
+        if self.best_metric is not None:
+            value = (metrics or {}).get(self.best_metric)
+            improved = value is not None and (self.state["best"] is None or value > self.state["best"])
+            if improved:
+                self.state["best"] = value
+        if improved:
+            save_checkpoint(self.out_dir, self.model, state=dict(self.state, metrics=metrics),
+                            vocab_file=self.vocab_file, exclude=self.exclude)
+        save_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler, state=self.state,
+                        vocab_file=self.vocab_file, rng_states=rng_states)
+        self.log.plot()
+        return improved
+
+    def finish(self, keep_resume):
+        if not keep_resume and self.dist.is_main:
+            shutil.rmtree(self.resume_dir, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
 # What a person reads
 # ----------------------------------------------------------------------------------------------
 class TrainLog:
     """Rows of loss terms and metrics, appended to `train_log.csv`, plotted to `curves.png`."""
+    NAME, PLOT = "train_log.csv", "curves.png"
 
-    def __init__(self, directory, name="train_log.csv"):
-        self.path = os.path.join(directory, name)
+    def __init__(self, directory):
+        self.path = os.path.join(directory, self.NAME)
         self.rows = []
         if os.path.isfile(self.path):  # a resumed run continues its log
             with open(self.path, newline="") as f:
@@ -172,7 +446,7 @@ class TrainLog:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        path = path or os.path.join(os.path.dirname(self.path), "curves.png")
+        path = path or os.path.join(os.path.dirname(self.path), self.PLOT)
         columns = [c for r in self.rows for c in r if c not in (x, "epoch")]
         columns = list(dict.fromkeys(columns))
         if not columns:

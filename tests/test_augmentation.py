@@ -323,13 +323,18 @@ def test_sampling_follows_the_reference():
     variants = {f"a {g} {f} ." for g in ("good", "bad", "great") for f in ("film", "movie")}
     assert out[0] == "A good film." and len(out) == len(set(out)) and set(out[1:]) == variants
     assert da.sample_sentences("x y", ["x", "y"], {0: ["z"]}, 5, 0.0, random.Random(0)) == ["x y"]
-    for seed in range(20):  # the draws: a choice for every word, then the coin, as the reference
-        rng, expected = random.Random(seed), list(words)
-        for index, options in cands.items():
-            choice = rng.choice(options)
-            expected[index] = choice if rng.random() < 0.5 else expected[index]
-        got = da.sample_sentences("t", words, cands, 1, 0.5, random.Random(seed))
-        assert got[1:] == [" ".join(expected)]
+    always = da.sample_sentences("t", words, cands, 50, 1.0, random.Random(0))
+    assert set(always[1:]) == {"a bad movie .", "a great movie ."}  # p=1: every candidate word replaced
+    # p=0.3: each word is replaced in ~30% of the variants, by a candidate drawn uniformly
+    counts = {"bad": 0, "great": 0, "movie": 0}
+    draws = 3000
+    for seed in range(draws):
+        for variant in da.sample_sentences("t", words, cands, 1, 0.3, random.Random(seed))[1:]:
+            for w in variant.split():
+                counts[w] = counts.get(w, 0) + 1
+    assert abs(counts["movie"] / draws - 0.3) < 0.03
+    assert abs((counts["bad"] + counts["great"]) / draws - 0.3) < 0.03
+    assert abs(counts["bad"] / (counts["bad"] + counts["great"]) - 0.5) < 0.06
 
 
 def test_oneflow_gives_the_reference_candidates(modeling_for, mlm_dir, tokenizer, glove_path, sentences):

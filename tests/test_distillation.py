@@ -109,6 +109,9 @@ def test_soft_cross_entropy_and_pred_loss(name, dist_for):
         want = float(np.mean(-(p * log_q).sum(-1)))
         got = d.pred_loss(tensor(name, s), tensor(name, t), temperature)
         assert float(got.numpy()) == pytest.approx(want, rel=1e-5)
+        # the reference's normalisation (--reference_mode): a mean over the [batch, labels] entries
+        reference = d.pred_loss(tensor(name, s), tensor(name, t), temperature, over_labels="mean")
+        assert float(reference.numpy()) == pytest.approx(float(np.mean(-(p * log_q))), rel=1e-5)
     # regression: MSE to the gold scores, the teacher's outputs unused
     scores = np.array([0.5, 3.0, 4.2, 1.0])
     got = d.pred_loss(tensor(name, s[:, :1]), None, labels=tensor(name, scores), is_regression=True)

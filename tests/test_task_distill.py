@@ -46,12 +46,25 @@ def test_teacher_fine_tuning_writes_a_labelled_model_and_results(teacher):
     results = json.load(open(os.path.join(teacher, "results_eval.json")))
     for key in ("accuracy", "MCC", "precision", "recall", "f_1", "modelSize", "reasoningTime"):
         assert key in results
-    assert results["num_examples"] == 48 and 0.0 <= results["accuracy"] <= 1.0
+    assert results["num_examples"] == 48
     assert not os.path.exists(os.path.join(teacher, "resume"))  # --serve_for_online
     assert "fit_dense.weight" not in checkpoint.load_state_dict(teacher)
     log = open(os.path.join(teacher, "train_log.csv")).read().splitlines()
     assert log[0].startswith("step,epoch,lr,train_seconds,cls_loss,loss") and "dev_acc" in log[0]
     assert len(log) == 2  # one evaluation per epoch: 96 examples / 32 = 3 steps
+
+
+def test_fine_tuning_learns_the_task(vocab, tmp_path):
+    """A tiny random BERT fine-tuned on the built-in demo sample (data/demo: SST-2-style sentences,
+    easy by design) must beat the majority class (57% of its dev set) by a wide margin."""
+    demo = os.path.join(ROOT, "data", "demo", "SST-2")
+    labels = [line.rsplit("\t", 1)[1] for line in open(os.path.join(demo, "dev.tsv")).read().splitlines()[1:]]
+    majority = max(labels.count("0"), labels.count("1")) / len(labels)
+    init = save_tiny_classifier(modeling, tmp_path / "init", vocab, layers=4, hidden=32)
+    run("--finetune", "--task_name", "SST-2", "--data_dir", demo, "--student_model", init, "--output_dir",
+        tmp_path / "ft", "--num_train_epochs", 5, "--learning_rate", 3e-3, "--serve_for_online")
+    results = json.load(open(tmp_path / "ft" / "results_eval.json"))
+    assert results["accuracy"] > majority + 0.15, (results["accuracy"], majority)
 
 
 def test_two_stage_distillation_end_to_end(teacher, sst2, vocab, tmp_path, modeling_for):
@@ -71,7 +84,7 @@ def test_two_stage_distillation_end_to_end(teacher, sst2, vocab, tmp_path, model
     out = run("--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
               "--student_model", tmp_path / "tmp", "--output_dir", tmp_path / "student", "--num_train_epochs", 2,
               "--learning_rate", 1e-3, "--eval_step", 2, "--serve_for_online")
-    assert out["global_step"] == 6
+    assert out["step"] == 6
     results = json.load(open(tmp_path / "student" / "results_eval.json"))
     log = open(tmp_path / "student" / "train_log.csv").read().splitlines()
     accs = [float(line.split(",")[log[0].split(",").index("dev_acc")]) for line in log[1:]]
@@ -114,24 +127,32 @@ def test_reference_mode_pads_to_max_seq_length(sst2, vocab):
                                     "--teacher_model", "t", "--student_model", "s", "--output_dir", "o"])
     import glue
     features = glue.load_features(sst2, "SST-2", "train", glue.tokenizer_from_dir(os.path.dirname(vocab)), 64)
-    dynamic = list(task_distill.batches(features, 32, args))
+    dynamic = task_distill.batches(features, 32, args.recipe)
     assert all(w == features.lengths[i].max() for i, w in dynamic) and max(w for _, w in dynamic) < 64
-    args.reference_mode = True
-    assert {w for _, w in task_distill.batches(features, 32, args)} == {64}
+    args = task_distill.parse_args(["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--reference_mode",
+                                    "--teacher_model", "t", "--student_model", "s", "--output_dir", "o"])
+    assert {w for _, w in task_distill.batches(features, 32, args.recipe)} == {64}
     assert sorted(np.concatenate([i for i, _ in dynamic])) == list(range(96))
 
 
-def test_task_defaults_follow_the_original():
-    def parsed(task, *mode):
-        return task_distill.parse_args([*mode, "--task_name", task, "--data_dir", "d", "--teacher_model", "t",
+def test_task_defaults_apply_only_where_no_flag_is_given():
+    """The per-task table itself (the first wave's record of the original OneFlow scripts) could not be
+    re-checked against a copy of those scripts here; what is tested is how it is applied."""
+    import glue
+
+    def parsed(task, *flags):
+        return task_distill.parse_args([*flags, "--task_name", task, "--data_dir", "d", "--teacher_model", "t",
                                         "--student_model", "s", "--output_dir", "o"])
-    a = parsed("SST-2", "--pred_distill")
-    assert (a.learning_rate, a.num_train_epochs, a.weight_decay) == (2e-5, 4, 1e-4)
-    a = parsed("CoLA", "--pred_distill")
-    assert (a.learning_rate, a.num_train_epochs, a.weight_decay) == (7e-5, 100, 1e-4)
-    a = parsed("MRPC", "--pred_distill")
-    assert (a.learning_rate, a.num_train_epochs, a.weight_decay) == (2e-5, 30, 1e-3)
-    assert parsed("SST-2", "--intermediate_distill").learning_rate == 5e-5
+    assert {glue.get_processor(t).task for t in glue.PROCESSORS} <= set(task_distill.TASK_DEFAULTS)
+    for task, (lr, epochs, wd) in task_distill.TASK_DEFAULTS.items():
+        a = parsed(task, "--pred_distill")
+        assert (a.learning_rate, a.num_train_epochs, a.weight_decay) == (lr, epochs, wd)
+        a = parsed(task, "--intermediate_distill")
+        assert (a.learning_rate, a.num_train_epochs) == (5e-5, epochs)  # stage 1: the reference's rate
+    a = parsed("mrpc", "--pred_distill", "--learning_rate", "3e-4", "--num_train_epochs", "2", "--weight_decay", "0")
+    assert (a.learning_rate, a.num_train_epochs, a.weight_decay) == (3e-4, 2, 0.0)  # 0 is a value, not "unset"
+    assert parsed("SST-2", "--finetune").mode is task_distill.Mode.FINETUNE
+    assert parsed("SST-2", "--intermediate_distill", "--pred_distill").mode is task_distill.Mode.BOTH
     with pytest.raises(SystemExit):
         parsed("SST-2", "--pred_distill", "--finetune")
 
@@ -146,7 +167,9 @@ def test_untrained_teacher_is_refused(sst2, vocab, tmp_path):
             "--student_model", student0, "--output_dir", tmp_path / "out", "--num_train_epochs", 1]
     with pytest.raises(ValueError, match="has no classifier: it was never fine-tuned on sst-2"):
         run(*argv)
-    run(*argv, "--allow_untrained_teacher", "--overwrite")
+    state = run(*argv, "--allow_untrained_teacher", "--overwrite")
+    assert state["step"] == 3  # 96 examples / 32: it trained a whole epoch against the untrained teacher
+    assert json.load(open(tmp_path / "out" / "results_eval.json"))["num_examples"] == 48
 
 
 def test_label_order_mismatch_is_refused_or_remapped(teacher, sst2, vocab, tmp_path):
@@ -161,11 +184,10 @@ def test_label_order_mismatch_is_refused_or_remapped(teacher, sst2, vocab, tmp_p
             "--student_model", student0, "--output_dir", tmp_path / "out", "--num_train_epochs", 1]
     with pytest.raises(ValueError, match=r"label order \['1', '0'\] differs from the task's \['0', '1'\]"):
         run(*argv)
-    args = task_distill.parse_args([str(a) for a in argv] + ["--remap_teacher_labels"])
     import glue
     proc = glue.get_processor("SST-2")
-    t_model, _ = task_distill.load_models(args, proc, "cpu")
-    t = task_distill.Teacher(t_model, args, proc, "cpu")
+    t_model, _ = task_distill.load_models(str(student0), str(flipped), proc, "cpu")
+    t = task_distill.Teacher(t_model, proc, "cpu", remap_labels=True)
     b = {"input_ids": __import__("torch").tensor([[101, 2307, 102]]), "segment_ids": None, "input_mask": None}
     raw = t_model(b["input_ids"])[0].detach().numpy()
     assert np.allclose(t(b, need_internals=False)[0].numpy(), raw[:, ::-1])
@@ -193,19 +215,21 @@ def test_non_empty_output_dir_is_refused(teacher, sst2, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_model(teacher, sst2, tmp_path):
-    with pytest.raises(Exception, match=r"non-finite loss at step \d+: cls_loss=(nan|inf)"):
+    import training
+    with pytest.raises(training.NonFiniteLoss, match=r"non-finite loss at step \d+: cls_loss=(nan|inf)"):
         run("--finetune", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", teacher,
             "--output_dir", tmp_path / "out", "--num_train_epochs", 20, "--learning_rate", 1e12, "--eval_step", 1,
             "--warmup_proportion", 0)
     state = checkpoint.load_state_dict(str(tmp_path / "out"))
     assert all(np.isfinite(v).all() for v in state.values())
-    assert json.load(open(tmp_path / "out" / "state.json"))["global_step"] >= 1
+    assert json.load(open(tmp_path / "out" / "state.json"))["step"] >= 1
 
 
 # -- resume after a real kill, in subprocesses as a user would run it ------------------------------
-def _script(argv, env_backend="torch"):
+def _script(argv, env_backend="torch", kill_after=None):
     env = dict(os.environ, BACKEND=env_backend, TF_CPP_MIN_LOG_LEVEL="3", GLOG_minloglevel="2")
-    return subprocess.run([sys.executable, os.path.join(ROOT, "task_distill.py"), *map(str, argv)],
+    killer = [os.path.join(ROOT, "tests", "kill_after.py"), str(kill_after)] if kill_after else []
+    return subprocess.run([sys.executable, *killer, os.path.join(ROOT, "task_distill.py"), *map(str, argv)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -216,19 +240,23 @@ def test_resume_after_kill_gives_the_same_student(teacher, sst2, vocab, tmp_path
               "--learning_rate", 1e-3, "--eval_step", 2]
     whole = _script(common + ["--output_dir", tmp_path / "whole"])
     assert whole.returncode == 0, whole.stderr[-2000:]
-    killed = _script(common + ["--output_dir", tmp_path / "killed", "--debug_kill_at_step", 5])
+    killed = _script(common + ["--output_dir", tmp_path / "killed"], kill_after=5)
     assert killed.returncode == -9  # SIGKILL mid-epoch (epoch 2 of 3, after the step-4 checkpoint)
     resumed = _script(common + ["--output_dir", tmp_path / "killed", "--resume"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming at epoch 1, step 4" in resumed.stdout
+    assert "resuming at epoch 1, batch 1, step 4" in resumed.stdout
     a = checkpoint.load_state_dict(str(tmp_path / "whole" / "resume"))
     b = checkpoint.load_state_dict(str(tmp_path / "killed" / "resume"))
     assert a.keys() == b.keys() and max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-6
     s0 = checkpoint.load_state_dict(student0)
     assert float(np.abs(a["bert.encoder.layer.0.output.dense.weight"] -
                         s0["bert.encoder.layer.0.output.dense.weight"]).max()) > 1e-4  # it did train
-    col = lambda p: [line.split(",")[4] for line in open(p).read().splitlines()]  # the loss column
-    assert col(tmp_path / "whole" / "train_log.csv") == col(tmp_path / "killed" / "train_log.csv")
+    import csv
+    rows = lambda p: list(csv.DictReader(open(p)))
+    whole_log, resumed_log = rows(tmp_path / "whole" / "train_log.csv"), rows(tmp_path / "killed" / "train_log.csv")
+    assert [r["step"] for r in resumed_log] == ["2", "4", "6", "8", "9"]  # no step twice, none missing
+    for column in ("loss", "att_loss", "rep_loss", "cls_loss", "dev_acc"):
+        assert [r[column] for r in whole_log] == [r[column] for r in resumed_log], column
 
 
 def test_two_stage_run_on_oneflow(teacher, sst2, vocab, tmp_path):
@@ -258,9 +286,8 @@ def test_bf16_teacher_stays_close_to_fp32_and_fp16_needs_a_gpu(teacher, sst2, vo
             "--student_model", teacher, "--output_dir", tmp_path / "o"]
     outs = {}
     for dtype in ("fp32", "bf16"):
-        args = task_distill.parse_args([str(a) for a in base] + ["--teacher_dtype", dtype])
-        t_model, _ = task_distill.load_models(args, proc, "cpu")
-        t = task_distill.Teacher(t_model, args, proc, "cpu")
+        t_model, _ = task_distill.load_models(str(teacher), str(teacher), proc, "cpu")
+        t = task_distill.Teacher(t_model, proc, "cpu", dtype=dtype)
         b = {"input_ids": torch.tensor([[101, 2023, 3185, 2003, 2307, 102], [101, 2307, 102, 0, 0, 0]]),
              "segment_ids": torch.zeros(2, 6, dtype=torch.long),
              "input_mask": torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])}

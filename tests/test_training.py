@@ -1,4 +1,5 @@
 """training.py: resumable checkpoints give the same model as an uninterrupted run; guards and logs."""
+import json
 import os
 
 import numpy as np
@@ -142,3 +143,89 @@ def test_saving_into_a_run_directory_keeps_its_other_files(tmp_path):
     saved = checkpoint.load_state_dict(str(run))
     assert "classifier.weight" in saved and not any(k.startswith("fit_dense.") for k in saved)
     assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+# -- fit(): the one loop every stage trains with ---------------------------------------------------
+def _fit_run(tmp_path, name, *, batch=8, grad_accum=1, steps=4, crash_at=None, resume=False, run_info=None,
+             eval_metrics=None, dropout=0.0):
+    """A tiny classifier fitted on 32 fixed random examples through training.fit."""
+    m, t, model, opt, _ = _setup("torch", dropout=dropout)
+    torch = backend.framework("torch")
+    rng = np.random.default_rng(1)
+    ids, types, mask = random_batch(rng, 120, batch=32, length=8)
+    labels = rng.integers(0, 2, size=32)
+    tensors = [torch.tensor(a) for a in (ids, types, mask, labels)]
+
+    def epochs(e):
+        order = np.random.default_rng([7, e]).permutation(32)
+        rows = [order[i:i + batch] for i in range(0, 32, batch)]
+        return t.Epoch(len(rows), lambda i: {k: v[rows[i]] for k, v in zip(("ids", "types", "mask", "labels"),
+                                                                             tensors)})
+    calls = []
+
+    def loss_fn(b):
+        calls.append(len(b["ids"]))
+        if crash_at is not None and len(calls) == crash_at:
+            raise KeyboardInterrupt("crash")
+        logits = model(b["ids"], b["types"], b["mask"])[0]
+        return {"loss": torch.nn.functional.cross_entropy(logits, b["labels"])}
+    scores = iter(eval_metrics or [])
+    eval_fn = (lambda: {"acc": next(scores)}) if eval_metrics else None
+    sched = t.make_schedule(opt, steps, warmup_proportion=0.25)
+    plan = t.Plan(total_steps=steps, eval_every=1 if eval_metrics else 0, log_every=1, save_every=1,
+                  grad_accum=grad_accum)
+    state = t.fit(model, epochs, loss_fn, opt, sched, str(tmp_path / name), plan,
+                  precision=t.MixedPrecision(False, "cpu"), eval_fn=eval_fn,
+                  best_metric="acc" if eval_metrics else None, resume=resume, run_info=run_info or {"mode": "test"})
+    return model.numpy_state_dict(), state, calls
+
+
+def _max_diff(a, b):
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
+def test_fit_accumulated_micro_batches_equal_one_large_batch(tmp_path):
+    whole, state, calls = _fit_run(tmp_path, "a", batch=8, steps=6)
+    assert state["step"] == 6 and calls == [8] * 6
+    halves, state, calls = _fit_run(tmp_path, "b", batch=4, grad_accum=2, steps=6)
+    assert state["step"] == 6 and calls == [4] * 12
+    assert _max_diff(whole, halves) < 1e-6
+    single, _, _ = _fit_run(tmp_path, "c", batch=4, steps=6)  # without accumulation: another path
+    assert _max_diff(whole, single) > 1e-4
+
+
+def test_fit_resumes_at_the_exact_batch_after_a_crash(tmp_path):
+    whole, _, _ = _fit_run(tmp_path, "whole", batch=8, steps=6, dropout=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        _fit_run(tmp_path, "crashed", batch=8, steps=6, crash_at=6, dropout=0.1)  # mid epoch 2, batch 2
+    resumed, state, calls = _fit_run(tmp_path, "crashed", batch=8, steps=6, resume=True, dropout=0.1)
+    assert calls == [8]  # only the step that crashed is redone
+    assert state["step"] == 6 and _max_diff(whole, resumed) < 1e-6
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "crashed" / "train_log.csv")))
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
+    want = list(csv.DictReader(open(tmp_path / "whole" / "train_log.csv")))
+    assert [r["loss"] for r in rows] == [r["loss"] for r in want]
+    with pytest.raises(ValueError, match="holds a run of {'mode': 'test'}; this one is {'mode': 'other'}"):
+        _fit_run(tmp_path, "crashed", resume=True, run_info={"mode": "other"})
+
+
+def test_fit_fresh_run_forgets_the_old_one(tmp_path):
+    _fit_run(tmp_path, "out", steps=4)
+    assert os.path.isdir(tmp_path / "out" / "resume")
+    with pytest.raises(KeyboardInterrupt):
+        _fit_run(tmp_path, "out", steps=4, crash_at=2)  # a fresh run (no --resume) that dies at step 2
+    assert json.load(open(tmp_path / "out" / "resume" / "state.json"))["step"] == 1  # not the old run's step 4
+    rows = open(tmp_path / "out" / "train_log.csv").read().splitlines()
+    assert len(rows) == 2  # header + step 1 of the new run, not the old run's 4 rows before it
+
+
+def test_fit_keeps_the_best_model_and_the_last_resume_state(tmp_path):
+    _, state, _ = _fit_run(tmp_path, "best", steps=4, eval_metrics=[0.5, 0.9, 0.7, 0.8])
+    assert state["best"] == 0.9
+    kept = json.load(open(tmp_path / "best" / "state.json"))
+    assert kept["step"] == 2 and kept["metrics"] == {"acc": 0.9}
+    assert json.load(open(tmp_path / "best" / "resume" / "state.json"))["step"] == 4
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "best" / "train_log.csv")))
+    assert [float(r["dev_acc"]) for r in rows] == [0.5, 0.9, 0.7, 0.8]
