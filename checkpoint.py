@@ -686,10 +686,8 @@ def save_arrays(path, arrays):
     pickled = [name for name, a in arrays.items() if np.asarray(a).dtype.hasobject]
     if pickled:
         raise ValueError(f"{path}: {', '.join(pickled)} would be stored as pickles (object arrays)")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
+    with atomic_file(path) as f:  # a file object: np.savez would add .npz to a name
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def load_arrays(path):

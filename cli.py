@@ -10,8 +10,6 @@ import os
 import sys
 import traceback
 
-import backend
-
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "TINYBERT_DEBUG"
 USER_ERRORS = (ValueError, OSError)
@@ -48,15 +46,3 @@ def run(main, *user_errors, argv=None):
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(result if isinstance(result, int) and not isinstance(result, bool) else 0)
 
-
-def check_backend(requested, flow):
-    """Refuse a --backend other than the framework the calling module bound at import.
-
-    Modules bind `flow = backend.framework()` when first imported, so a script's main(argv) called
-    in-process cannot switch frameworks: it runs on `flow` or says how to get the one asked for.
-    """
-    bound = flow.__name__.split(".")[0]
-    if requested != bound:
-        raise backend.BackendError(f"--backend {requested}: this process already runs {bound} (its modules were "
-                                   f"imported with it); start a new process with --backend {requested} "
-                                   f"or BACKEND={requested}")

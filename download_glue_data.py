@@ -322,4 +322,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run(main, DownloadError)
+    cli.run(main)

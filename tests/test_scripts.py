@@ -119,12 +119,13 @@ def test_cli_run_exit_codes_and_bugs_keep_their_traceback(capsys):
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_check_backend_refuses_another_framework_than_the_bound_one():
-    torch_module = types.ModuleType("torch")
-    cli.check_backend("torch", torch_module)
+def test_check_bound_refuses_another_framework_than_the_bound_one():
+    torch_module = types.ModuleType("torch")  # check_bound needs only the bound module's name
+    assert backend.check_bound("torch", torch_module) == "torch"
+    assert backend.check_bound(None, torch_module) == "torch"  # no --backend: the bound one
     with pytest.raises(backend.BackendError, match=r"--backend oneflow: this process already runs torch.*"
-                                                   r"start a new process with --backend oneflow"):
-        cli.check_backend("oneflow", torch_module)
+                                                   r"in a new process with --backend oneflow"):
+        backend.check_bound("oneflow", torch_module)
 
 
 # ----------------------------------------------------------------------------------------------
