@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 import backend
 import checkpoint
+import cli
 import glue
 import modeling
 
@@ -637,6 +638,7 @@ def parse_args(argv=None):
     p.add_argument("--restart", action="store_true", help="discard an interrupted run's partial output")
     backend.add_argument(p)
     args = p.parse_args(argv)
+    args.backend = backend.check_bound(args.backend, flow)
     for name in ("N", "M", "glove_vocab_size", "chunk_examples", "batch_tokens"):
         value = getattr(args, name)
         if value is not None and value < (0 if name in ("N", "glove_vocab_size") else 1):
@@ -691,5 +693,4 @@ def report(augmentor, examples, written, seconds, out_path):
 
 
 if __name__ == "__main__":
-    import cli
     cli.run(main)

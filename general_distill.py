@@ -22,6 +22,7 @@ import numpy as np
 
 import backend
 import checkpoint
+import cli
 import distillation
 import modeling
 import training
@@ -318,4 +319,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, training.NonFiniteLoss)

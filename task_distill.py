@@ -23,7 +23,6 @@ import enum
 import functools
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from tqdm import tqdm
 
 import backend
 import checkpoint
+import cli
 import distillation
 import glue
 import modeling
@@ -499,4 +499,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() is not None else 1)
+    cli.run(main, training.NonFiniteLoss)

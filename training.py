@@ -460,10 +460,11 @@ class TrainLog:
             ax.grid(alpha=0.3)
         axes[-1, 0].set_xlabel(x)
         fig.tight_layout()
-        tmp = path + ".tmp.png"
-        fig.savefig(tmp, dpi=90)
-        plt.close(fig)
-        os.replace(tmp, path)
+        try:
+            with checkpoint.atomic_file(path) as f:
+                fig.savefig(f, format="png", dpi=90)
+        finally:
+            plt.close(fig)
         return path
 
 
