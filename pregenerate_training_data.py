@@ -18,7 +18,6 @@ import collections
 import json
 import multiprocessing
 import os
-import pickle
 import random
 import re
 import tempfile
@@ -155,7 +154,7 @@ def read_documents(paths, corpus_format, progress=None):
 # ----------------------------------------------------------------------------------------------
 # The workers' share: tokenizer, vocabulary, chunk cache and corpus index, loaded once per process
 # ----------------------------------------------------------------------------------------------
-SETUP_NAME = "tokenizer.pkl"
+SETUP_NAME = "tokenizer_setup.json"
 _worker = {}
 
 
@@ -169,13 +168,12 @@ def prepare_workspace(model_dir, do_lower_case, workspace):
              "cls_id": tokenizer.cls_token_id, "sep_id": tokenizer.sep_token_id,
              "mask_id": tokenizer.mask_token_id,
              "dot_id": dot if dot is not None else tokenizer.unk_token_id}  # stands in for an empty A or B
-    with checkpoint.atomic_file(os.path.join(workspace, SETUP_NAME)) as f:
-        pickle.dump(setup, f)
+    checkpoint.write_json_atomic(os.path.join(workspace, SETUP_NAME), setup)
 
 
 def read_setup(workspace):
-    with open(os.path.join(workspace, SETUP_NAME), "rb") as f:
-        return pickle.load(f)
+    # JSON, not pickle: a copied workspace must not be able to run code
+    return checkpoint.read_json(os.path.join(workspace, SETUP_NAME))
 
 
 def worker(workspace):
