@@ -14,7 +14,12 @@ RESULT_DIR=${RESULT_DIR:-}                                                   # e
 SERVE_FOR_ONLINE=${SERVE_FOR_ONLINE:-False}
 AUG_TRAIN=${AUG_TRAIN:-False}                                                # train on train_aug (data augmentation)
 BACKEND=${BACKEND:-oneflow}
-GPU=${GPU:-0}
+GPU=${GPU:-0}                          # CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 with NPROC_PER_NODE=4
+NPROC_PER_NODE=${NPROC_PER_NODE:-1}                        # processes (GPUs) on this machine; >1: the launcher
+NNODES=${NNODES:-1}                                        # machines; this one is NODE_RANK
+NODE_RANK=${NODE_RANK:-0}
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}                      # where the processes meet (machine of NODE_RANK 0)
+MASTER_PORT=${MASTER_PORT:-29500}
 MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-64}
 BATCH_SIZE=${BATCH_SIZE:-32}
 STAGE1_EPOCHS=${STAGE1_EPOCHS:-}       # empty: the task's default (SST-2 4, CoLA 100, MRPC 30, ...)
@@ -37,12 +42,12 @@ common=(--task_name "$dataset" --data_dir "$DATA_ROOT/$dataset" --teacher_model 
 
 use_python
 export CUDA_VISIBLE_DEVICES=$GPU
-"$PYTHON" task_distill.py --intermediate_distill "${common[@]}" \
+launch task_distill.py --intermediate_distill "${common[@]}" \
   --student_model "$GENERAL_TINYBERT_DIR" --output_dir "$TMP_STUDENT_DIR" \
   ${STAGE1_EPOCHS:+--num_train_epochs $STAGE1_EPOCHS} ${STAGE1_LR:+--learning_rate $STAGE1_LR} $EXTRA_ARGS
 
 online=(); [ "$SERVE_FOR_ONLINE" = "True" ] && online=(--serve_for_online)
-"$PYTHON" task_distill.py --pred_distill "${common[@]}" "${online[@]}" \
+launch task_distill.py --pred_distill "${common[@]}" "${online[@]}" \
   --student_model "$TMP_STUDENT_DIR" --output_dir "$STUDENT_DIR" --temperature "$TEMPERATURE" \
   ${STAGE2_EPOCHS:+--num_train_epochs $STAGE2_EPOCHS} ${STAGE2_LR:+--learning_rate $STAGE2_LR} $EXTRA_ARGS
 

@@ -10,6 +10,11 @@ BERT_BASE_DIR=${BERT_BASE_DIR:-models/bert-base-uncased}   # pretrained BERT (an
 TEACHER_DIR=${TEACHER_DIR:-models/finetuned_teacher/$dataset}
 BACKEND=${BACKEND:-oneflow}
 GPU=${GPU:-0}                                              # CUDA_VISIBLE_DEVICES
+NPROC_PER_NODE=${NPROC_PER_NODE:-1}                        # processes (GPUs) on this machine; >1: the launcher
+NNODES=${NNODES:-1}                                        # machines; this one is NODE_RANK
+NODE_RANK=${NODE_RANK:-0}
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}                      # where the processes meet (machine of NODE_RANK 0)
+MASTER_PORT=${MASTER_PORT:-29500}
 MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-128}
 LR=${LR:-2e-5}
 EPOCHS=${EPOCHS:-3}
@@ -23,7 +28,7 @@ need DATA_ROOT "the GLUE root holding $dataset/ (python download_glue_data.py --
 need BERT_BASE_DIR "a pretrained BERT model directory (README: Weight formats)"
 overwrite=(); [ "$OVERWRITE" = 1 ] && overwrite=(--overwrite)
 use_python
-CUDA_VISIBLE_DEVICES=$GPU "$PYTHON" task_distill.py --finetune \
+CUDA_VISIBLE_DEVICES=$GPU launch task_distill.py --finetune \
   --task_name "$dataset" --data_dir "$DATA_ROOT/$dataset" \
   --student_model "$BERT_BASE_DIR" --output_dir "$TEACHER_DIR" \
   --max_seq_length "$MAX_SEQ_LENGTH" --train_batch_size "$BATCH_SIZE" \

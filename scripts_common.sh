@@ -28,3 +28,23 @@ use_python() {
     PYTHON=.venv/bin/python
   fi
 }
+
+# launch SCRIPT ARGS...: run a training script as one process, or, when NPROC_PER_NODE or NNODES is
+# above 1, under BACKEND's own launcher (torchrun for torch, oneflow.distributed.launch for oneflow),
+# which starts NPROC_PER_NODE processes on this machine, this machine being NODE_RANK of NNODES,
+# all meeting at MASTER_ADDR:MASTER_PORT. The global batch is BATCH_SIZE x processes (README).
+launch() {
+  local nproc=${NPROC_PER_NODE:-1} nnodes=${NNODES:-1}
+  if [ "$nproc" = 1 ] && [ "$nnodes" = 1 ]; then
+    "$PYTHON" "$@"
+    return
+  fi
+  local module
+  case "$BACKEND" in
+    torch) module=torch.distributed.run ;;
+    oneflow) module=oneflow.distributed.launch ;;
+    *) echo "error: BACKEND='$BACKEND': oneflow or torch" >&2; exit 2 ;;
+  esac
+  "$PYTHON" -m "$module" --nproc_per_node "$nproc" --nnodes "$nnodes" --node_rank "${NODE_RANK:-0}" \
+    --master_addr "${MASTER_ADDR:-127.0.0.1}" --master_port "${MASTER_PORT:-29500}" "$@"
+}

@@ -166,3 +166,27 @@ def test_train_wrappers_pass_overwrite_only_when_asked(tmp_path):
         assert len(calls) == runs and all("--overwrite" not in line.split() for line in calls)
         calls = [line for line in asked.stdout.splitlines() if line.startswith("task_distill.py")]
         assert len(calls) == runs and all("--overwrite" in line.split() for line in calls)
+
+
+def test_train_wrappers_start_the_backend_launcher_for_several_processes(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    inputs = dict(DATA_ROOT=str(tmp_path / "glue"), BERT_BASE_DIR=str(tmp_path), FT_BERT_BASE_DIR=str(tmp_path),
+                  GENERAL_TINYBERT_DIR=str(tmp_path), PREGENERATED_DATA=str(tmp_path), PYTHON=str(fake))
+    one = run_wrapper("run_train_teacher.sh", **inputs)
+    assert one.returncode == 0 and one.stdout.startswith("task_distill.py --finetune"), one.stderr
+    for backend_name, module in (("torch", "torch.distributed.run"), ("oneflow", "oneflow.distributed.launch")):
+        for wrapper, script in (("run_train_teacher.sh", "task_distill.py"), ("run_train_student_tinybert.sh",
+                                                                              "task_distill.py"),
+                                ("run_general_distill.sh", "general_distill.py")):
+            done = run_wrapper(wrapper, NPROC_PER_NODE="4", NNODES="2", NODE_RANK="1", MASTER_ADDR="127.0.0.2",
+                               BACKEND=backend_name, **inputs)
+            assert done.returncode == 0, done.stderr
+            calls = [line for line in done.stdout.splitlines() if script in line]
+            assert len(calls) == (2 if "student" in wrapper else 1)
+            for line in calls:
+                assert line.startswith(f"-m {module} --nproc_per_node 4 --nnodes 2 --node_rank 1 "
+                                       f"--master_addr 127.0.0.2 --master_port 29500 {script} "), line
+                assert f"--backend {backend_name}" in line
