@@ -212,7 +212,7 @@ def main():
         at = rng.uniform(0.1, 0.95) * walls[name]
         os.makedirs(out, exist_ok=True)
         was_running = killed_run(command(out), at)
-        stdout = run(command(out) + resume)
+        stdout = run(command(out) + resume) if was_running else ""  # a finished run needs no resume
         where = re.search(r"resuming at epoch \d+, batch \d+, step \d+|resuming \S+: \d+ of \d+ examples were done",
                           stdout)
         problems = compare(os.path.join(work, "ref", name), out)
