@@ -11,6 +11,7 @@ file: pickles (oneflow.save's, torch.save's) are read with only the few globals 
 """
 import collections
 import contextlib
+import glob
 import json
 import math
 import os
@@ -752,6 +753,39 @@ def atomic_file(path, mode="wb", encoding=None):
 def copy_file(src, dst):
     if os.path.abspath(src) != os.path.abspath(dst):
         shutil.copyfile(src, dst)
+
+
+def recover_interrupted_writes(directory):
+    """Finish what a crash (SIGKILL, power loss) interrupted in `directory`: an atomic_dir swap of it
+    or of a subdirectory caught between its renames is completed, and temporaries of atomic_file and
+    atomic_dir are removed. Call before using a directory such writes may have been cut short in."""
+    directory = os.path.abspath(directory)
+    if not os.path.isdir(directory) and not glob.glob(glob.escape(directory) + ".old-*"):
+        return
+    _finish_swap(directory)
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    for name in sorted({n.split(".old-")[0] for n in names if ".old-" in n}):  # subdirectories mid-swap
+        _finish_swap(os.path.join(directory, name))
+    if os.path.isdir(directory):
+        for name in os.listdir(directory):
+            if ".tmp-" in name or ".old-" in name:
+                path = os.path.join(directory, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def _finish_swap(directory):
+    parent, base = os.path.dirname(directory), os.path.basename(directory)
+    for old in glob.glob(os.path.join(glob.escape(parent), glob.escape(base) + ".old-*")):
+        new = os.path.join(parent, old[len(os.path.join(parent, base) + ".old-"):])  # the finished temporary
+        if not os.path.isdir(directory):
+            os.rename(new if os.path.isdir(new) else old, directory)
+        if os.path.isdir(old):
+            for name in os.listdir(old):
+                if not os.path.exists(os.path.join(directory, name)):
+                    os.rename(os.path.join(old, name), os.path.join(directory, name))
+            shutil.rmtree(old, ignore_errors=True)
+    for tmp in glob.glob(os.path.join(glob.escape(parent), glob.escape(base) + ".tmp-*")):
+        shutil.rmtree(tmp, ignore_errors=True) if os.path.isdir(tmp) else os.remove(tmp)
 
 
 @contextlib.contextmanager

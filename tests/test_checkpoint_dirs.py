@@ -54,3 +54,32 @@ def test_a_missing_model_directory_is_named_as_missing(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"empty: no vocab.txt in this model directory"):
         checkpoint.load_tokenizer(str(tmp_path / "empty"))
+
+
+def test_an_interrupted_swap_is_finished_before_the_directory_is_used(tmp_path):
+    """atomic_dir replaces a run directory by two renames and then moves the old entries over; a
+    SIGKILL in any of those moments leaves pieces that recover_interrupted_writes puts back."""
+    def run_dir(root, *names):
+        os.makedirs(root)
+        for name in names:
+            (root / name).write_text(name)
+    # killed between the two renames: only run.old-<tmp> and the finished <tmp> remain
+    a = tmp_path / "a"
+    run_dir(a / "run.old-run.tmp-x1", "train_log.csv", "model.safetensors")
+    run_dir(a / "run.tmp-x1", "model.safetensors", "state.json")
+    (a / "run.tmp-x1" / "model.safetensors").write_text("new")
+    checkpoint.recover_interrupted_writes(str(a / "run"))
+    assert sorted(os.listdir(a)) == ["run"]
+    assert sorted(os.listdir(a / "run")) == ["model.safetensors", "state.json", "train_log.csv"]
+    assert (a / "run" / "model.safetensors").read_text() == "new"  # the newer checkpoint wins
+    # killed while moving the old entries over, inside a run directory: its resume/ mid-swap,
+    # a half-written temporary file and directory
+    b = tmp_path / "b" / "run"
+    run_dir(b, "train_log.csv", "curves.png.tmp-abc")
+    run_dir(b / "resume", "model.safetensors")
+    run_dir(b / "resume.old-resume.tmp-y2", "optimizer", "rng.npz")
+    run_dir(b / "resume.tmp-z3", "model.safetensors")  # a later save that never finished
+    checkpoint.recover_interrupted_writes(str(b))
+    assert sorted(os.listdir(b)) == ["resume", "train_log.csv"]
+    assert sorted(os.listdir(b / "resume")) == ["model.safetensors", "optimizer", "rng.npz"]
+    checkpoint.recover_interrupted_writes(str(tmp_path / "nothing"))  # nothing there: nothing to do
