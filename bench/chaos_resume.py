@@ -217,8 +217,9 @@ def main():
                           stdout)
         problems = compare(os.path.join(work, "ref", name), out)
         failed |= bool(problems)
-        rows.append((name, at, walls[name], "killed" if was_running else "had finished",
-                     where.group(0) if where else "started over", "; ".join(problems[:3]) or "equal"))
+        resumed = (where.group(0) if where else "started over") if was_running else "(nothing to resume)"
+        rows.append((name, at, walls[name], "killed" if was_running else "had finished", resumed,
+                     "; ".join(problems[:3]) or "equal"))
         print(f"{rows[-1][0]}: kill at {at:.1f} s -> {rows[-1][4]} -> {rows[-1][5]}", flush=True)
     print()
     print(f"| stage | kill at (s) of T | state | resumed from | result |")
