@@ -34,8 +34,8 @@ FP32_TOLERANCE = 1e-4
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="fine-tuned model directory (any weight format)")
     p.add_argument("--output", required=True, help="the .onnx file to write")
     p.add_argument("--quantize", choices=["none", "int8"], default="none")

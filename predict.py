@@ -40,10 +40,12 @@ class Row(NamedTuple):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
-    p.add_argument("--model", required=True, help="model directory (any weight format) or an .onnx file from export_onnx.py")
-    p.add_argument("--task_name", help="GLUE task: label names and whether inputs are pairs (default: the model's labels)")
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True,
+                   help="model directory (any weight format) or an .onnx file from export_onnx.py")
+    p.add_argument("--task_name",
+                   help="GLUE task: label names and whether inputs are pairs (default: the model's labels)")
     p.add_argument("--input", default=STDIN, help="input file (default: stdin)")
     p.add_argument("--input_format", choices=["auto", "text", "tsv"], default="auto")
     p.add_argument("--output", help="output tsv (default: stdout)")
@@ -85,23 +87,23 @@ def read_lines(path):
         try:
             lines.append((number, chunk.rstrip(b"\r").decode("utf-8")))
         except UnicodeDecodeError as e:
-            raise InputError(f"{name}:{number}: bytes that are not UTF-8 ({e.reason}: {chunk[e.start:e.end]!r})") from None
+            raise InputError(f"{name}:{number}: bytes that are not UTF-8 "
+                             f"({e.reason}: {chunk[e.start:e.end]!r})") from None
     return name, lines
 
 
 def parse_rows(name, lines, fmt, width):
-    """Rows of texts; `width` texts a row (1 or 2), or None: as many as the first row has."""
+    """Rows of texts; `width` texts a row (1 or 2), or None: as many as the first row has (at most 2)."""
     rows = []
     for number, text in lines:
         if not text.strip():
             rows.append(Row(number, None))
             continue
         texts = [text] if fmt == "text" else text.split("\t")
-        width = width or len(texts)
-        if len(texts) != width or width > 2:
-            expected = "sentence1<TAB>sentence2" if width == 2 else "one sentence, no tab"
-            raise InputError(f"{name}:{number}: {len(texts)} columns, expected {min(width, 2)} ({expected}): "
-                             f"{text[:120]!r}")
+        width = width or min(len(texts), 2)
+        if len(texts) != width:
+            shape = "sentence1<TAB>sentence2" if width == 2 else "one sentence, no tab"
+            raise InputError(f"{name}:{number}: {len(texts)} columns, expected {width} ({shape}): {text[:120]!r}")
         rows.append(Row(number, texts))
     if all(r.texts is None for r in rows):
         raise InputError(f"{name}:1: no sentence in the input (only blank lines)")

@@ -110,9 +110,9 @@ def test_regression_model_prints_scores(tmp_path, vocab):
     (b"good film\n\xff\xfe bad\n", None, "auto", r"bad\.txt:2: bytes that are not UTF-8"),
     (b"", None, "auto", r"bad\.txt:1: empty input"),
     (b"\n  \n\n", None, "auto", r"bad\.txt:1: no sentence in the input"),
-    (b"a\tb\nc\n", "MRPC", "tsv", r"bad\.txt:2: 1 columns, expected 2"),
-    (b"one\ntwo\tthree\n", None, "tsv", r"bad\.txt:2: 2 columns, expected 1"),
-    (b"a\tb\tc\n", None, "tsv", r"bad\.txt:1: 3 columns, expected 2"),
+    (b"a\tb\nc\n", "MRPC", "tsv", r"bad\.txt:2: 1 columns, expected 2 \(sentence1<TAB>sentence2\)"),
+    (b"one\ntwo\tthree\n", None, "tsv", r"bad\.txt:2: 2 columns, expected 1 \(one sentence, no tab\)"),
+    (b"a\tb\tc\n", None, "tsv", r"bad\.txt:1: 3 columns, expected 2 \(sentence1<TAB>sentence2\)"),
     (b"a\tb\n", "QQP", "text", r"QQP takes sentence pairs"),
 ])
 def test_bad_input_names_file_and_line(classifier, tmp_path, content, task, fmt, message):
