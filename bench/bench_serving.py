@@ -31,9 +31,9 @@ def parse_args():
     p.add_argument("--model", help="a fine-tuned SST-2 model directory (default: train one)")
     p.add_argument("--data_dir", default=os.path.join(os.path.dirname(ROOT), "shared", "glue_data", "SST-2"))
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--train_examples", type=int, default=20000, help="SST-2 train slice for the student")
+    p.add_argument("--train_examples", type=int, default=8000, help="SST-2 train slice for the student")
     p.add_argument("--epochs", type=float, default=2)
-    p.add_argument("--learning_rate", type=float, default=1e-4)
+    p.add_argument("--learning_rate", type=float, default=2e-4)
     p.add_argument("--train_threads", type=int, default=1,
                    help="threads of the training run (not measured; one thread keeps its pace on busy cores)")
     p.add_argument("--passes", type=int, default=3, help="throughput passes over dev per engine")
