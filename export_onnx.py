@@ -18,12 +18,8 @@ import tempfile
 
 import numpy as np
 
-import backend
-
-backend.use("torch")  # the exporter is PyTorch's; the weights may come from any backend's files
-
-import glue  # noqa: E402
-import inference  # noqa: E402
+import glue
+import inference
 
 # Checked through both the PyTorch model and the exported graph: a pair and lengths that differ, so
 # a wrong segment or padding path shows.
@@ -58,7 +54,7 @@ def compare(model, path, tokenizer):
 
 def main(argv=None):
     args = parse_args(argv)
-    model = inference.load_classifier(args.model, "torch")
+    model = inference.load_classifier(args.model, "torch")  # PyTorch exports, whatever wrote the weights
     tokenizer = glue.tokenizer_from_dir(args.model)
     metadata = inference.metadata_of_dir(args.model)
     metadata.update(inference.json_metadata(source=os.path.abspath(args.model), quantize=args.quantize))

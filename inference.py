@@ -15,6 +15,7 @@ export_onnx.py and its tests, bench/bench_serving.py, and task_distill.py's test
 """
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Callable, List
@@ -145,9 +146,13 @@ def labels_of(config, num_labels):
 
 
 def modeling_for(backend_name):
-    """modeling.py bound to `backend_name` (the process's own copy when that is its backend)."""
-    import modeling
-    if modeling.flow is backend.framework(backend_name):
+    """modeling.py bound to `backend_name`: the process's `modeling` when it is (or will be) bound to
+    that framework, else a copy of its own, so that the other framework is never imported for nothing."""
+    loaded = sys.modules.get("modeling")
+    if loaded is not None and loaded.flow is backend.framework(backend_name):
+        return loaded
+    if loaded is None and backend_name == backend.name():
+        import modeling
         return modeling
     return backend.import_for("modeling", backend_name)
 

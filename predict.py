@@ -192,10 +192,8 @@ def main(argv=None):
         raise InputError(f"--task_name {args.task_name} takes sentence pairs: give a tsv (--input_format tsv)")
     name, lines = read_lines(args.input)
     rows = parse_rows(name, lines, fmt, width if fmt == "tsv" else 1)
-    device = "cpu"
-    if args.gpu and not inference.is_onnx(args.model):
-        backend.use(args.backend)
-        device = backend.device(gpu=True)
+    gpu = args.gpu and not inference.is_onnx(args.model) and backend.framework(args.backend).cuda.is_available()
+    device = "cuda" if gpu else "cpu"
     student = inference.load_student(args.model, args.backend, device, args.num_threads)
     if args.max_seq_length > student.max_positions:
         raise InputError(f"--max_seq_length {args.max_seq_length} exceeds the model's max_position_embeddings "
