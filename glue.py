@@ -562,3 +562,99 @@ def load_features(path, task, split="train", tokenizer=None, max_seq_length=None
         tokenizer = tokenizer_from_dir(tokenizer)
     examples = processor.read_examples(path, split, skip_bad_rows=skip_bad_rows)
     return convert_examples_to_features(examples, tokenizer, max_seq_length, processor)
+
+
+# ----------------------------------------------------------------------------------------------
+# GLUE benchmark submissions: test-set predictions in the files gluebenchmark.com takes
+# ----------------------------------------------------------------------------------------------
+# Test files (as the standard download writes them) start with an id column (`index`, QQP's `id`);
+# the processors above know where their text is. The diagnostic set AX (`index sentence1 sentence2`,
+# saved by download_glue_data.py as diagnostic/diagnostic.tsv beside the task folders) is judged by
+# the MNLI model, with MNLI's labels.
+DIAGNOSTIC = Processor("ax", "diagnostic", PROCESSORS["mnli"].labels, [1, 2], -1, has_header=True,
+                       split_files={"test": ("diagnostic.tsv", "test")})
+STS_B_RANGE = (0.0, 5.0)  # the benchmark's similarity scale; a regressor may overshoot it
+
+
+class SubmissionSet(NamedTuple):
+    file_name: str    # SST-2.tsv, MNLI-m.tsv, AX.tsv, ...
+    source: str       # the test tsv it was read from
+    ids: list         # the file's id column, in file order
+    examples: list    # InputExample, label None
+
+
+# task -> [(submission file, processor, split)]; MNLI's model answers both test sets and AX.
+_MNLI_FILES = [("MNLI-m.tsv", "mnli", "test"), ("MNLI-mm.tsv", "mnli", "test_mismatched"), ("AX.tsv", "ax", "test")]
+SUBMISSION_FILES = {
+    "cola": [("CoLA.tsv", "cola", "test")], "sst-2": [("SST-2.tsv", "sst-2", "test")],
+    "mrpc": [("MRPC.tsv", "mrpc", "test")], "sts-b": [("STS-B.tsv", "sts-b", "test")],
+    "qqp": [("QQP.tsv", "qqp", "test")], "mnli": _MNLI_FILES, "mnli-mm": _MNLI_FILES,
+    "qnli": [("QNLI.tsv", "qnli", "test")], "rte": [("RTE.tsv", "rte", "test")], "wnli": [("WNLI.tsv", "wnli", "test")],
+}
+
+
+def read_test_split(processor, data_dir, split="test"):
+    """(ids, examples) of a test tsv: the id column and the processor's examples, row for row."""
+    examples = processor.read_examples(data_dir, split)  # checks every row's width; raises on a bad one
+    path = processor.split_path(data_dir, split)
+    _, rows = read_tsv(path, has_header=True)
+    ids = [fields[0] for _, fields in rows]
+    for (line, fields), i in zip(rows, ids):
+        if not i.strip():
+            raise GlueDataError(f"{path}:{line}: empty id in the first column: {_show_row(fields)}")
+    return ids, examples
+
+
+def _diagnostic_dir(data_dir):
+    """Where AX's diagnostic.tsv is: the task folder itself, or its sibling `diagnostic/`; else None."""
+    for candidate in (data_dir, os.path.join(os.path.dirname(os.path.abspath(data_dir)), DIAGNOSTIC.dir_name)):
+        if os.path.isfile(DIAGNOSTIC.split_path(candidate, "test")):
+            return candidate
+    return None
+
+
+def submission_sets(task, data_dir):
+    """Every test set the benchmark wants for `task`, read from the task's GLUE folder.
+
+    AX is read when its file is present (logged when not); every other test file must exist."""
+    sets = []
+    for file_name, name, split in SUBMISSION_FILES[get_processor(task).task]:
+        processor, directory = (DIAGNOSTIC, _diagnostic_dir(data_dir)) if name == "ax" else (PROCESSORS[name], data_dir)
+        if directory is None:
+            logger.warning("%s: no diagnostic.tsv here or in ../%s: %s not written", data_dir, DIAGNOSTIC.dir_name,
+                           file_name)
+            continue
+        ids, examples = read_test_split(processor, directory, split)
+        sets.append(SubmissionSet(file_name, processor.split_path(directory, split), ids, examples))
+    return sets
+
+
+def submission_text(task, ids, logits):
+    """`index<TAB>prediction` lines with the benchmark's label names; STS-B scores clipped to [0, 5]."""
+    processor = get_processor(task)
+    logits = np.asarray(logits)
+    if logits.ndim != 2 or logits.shape != (len(ids), processor.num_labels):
+        raise GlueDataError(f"{task}: predictions of shape {logits.shape} for {len(ids)} examples; "
+                            f"expected ({len(ids)}, {processor.num_labels})")
+    if processor.is_regression:
+        values = [f"{v:.3f}" for v in np.clip(logits[:, 0], *STS_B_RANGE)]
+    else:
+        values = [processor.labels[k] for k in logits.argmax(axis=1)]
+    return "index\tprediction\n" + "".join(f"{i}\t{v}\n" for i, v in zip(ids, values))
+
+
+def write_submissions(task, data_dir, output_dir, logits_of):
+    """Write each of the task's submission files into `output_dir` (each atomically); returns their paths.
+
+    `logits_of(examples)` -> [N, num_labels] array: the model's scores for a list of InputExamples
+    (for instance `inference.predict_examples`); glue.py itself runs no model.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    paths = []
+    for s in submission_sets(task, data_dir):
+        text = submission_text(task, s.ids, logits_of(s.examples))
+        path = os.path.join(output_dir, s.file_name)
+        checkpoint.write_text_atomic(path, text)
+        logger.info("%s: %d predictions for %s", path, len(s.ids), s.source)
+        paths.append(path)
+    return paths
