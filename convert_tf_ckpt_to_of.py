@@ -13,6 +13,7 @@ import argparse
 import os
 
 import checkpoint
+import cli
 
 
 def parse_args(argv=None):
@@ -55,4 +56,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

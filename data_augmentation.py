@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import os
 import random
+import shutil
 import sys
 import time
 import warnings
@@ -42,6 +43,7 @@ from tqdm import tqdm
 
 import backend
 import checkpoint
+import cli
 import glue
 import modeling
 
@@ -116,17 +118,13 @@ def _read_glove_cache(cache, stamp):
 
 
 def _write_glove_cache(cache, glove, stamp):
-    tmp = f"{cache}.tmp-{os.getpid()}"
     words = np.frombuffer("\n".join(glove.words).encode("utf-8"), np.uint8)
     try:
-        with open(tmp, "wb") as f:
+        with checkpoint.atomic_file(cache) as f:
             np.savez(f, stamp=stamp, words=words, vectors=glove.vectors)
-        os.replace(tmp, cache)
     except OSError as e:
         print(f"warning: could not write the GloVe cache {cache} ({e}); the next run parses the text again",
               file=sys.stderr)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _is_number(text):
@@ -587,32 +585,71 @@ def resume_point(partial, progress, settings, restart):
     return state["examples_done"], state["bytes"]
 
 
-def augment_file(augmentor, train_path, out_path, processor, N, p, seed, chunk, settings, restart=False):
-    """Write out_path from train_path, resumably; returns (examples, rows written in this run)."""
+def shard_rows(count, chunk, shard=0, shards=1):
+    """[first, last) rows of `shard` of `shards`: whole chunks of `chunk` rows each, so that every
+    chunk is the one a single process would have made (the same batches, the same bytes)."""
+    chunks = -(-count // chunk)
+    per = -(-chunks // shards)
+    return min(count, shard * per * chunk), min(count, (shard + 1) * per * chunk)
+
+
+def shard_path(out_path, shard, shards):
+    return out_path if shards == 1 else f"{out_path}.shard-{shard}-of-{shards}"
+
+
+def augment_file(augmentor, train_path, out_path, processor, N, p, seed, chunk, settings, restart=False,
+                 shard=0, shards=1):
+    """Write this shard's rows of out_path from train_path, resumably (shard_path: the whole file for
+    one shard); returns (examples, rows written in this run)."""
     header, rows = read_train(train_path, processor)
-    partial, progress = out_path + ".partial", out_path + ".partial.progress.json"
+    first, last = shard_rows(len(rows), chunk, shard, shards)
+    path = shard_path(out_path, shard, shards)
+    partial, progress = path + ".partial", path + ".partial.progress.json"
     done, offset = resume_point(partial, progress, settings, restart)
     if done:
-        print(f"resuming {partial}: {done} of {len(rows)} examples were done")
+        print(f"resuming {partial}: {done} of {last - first} examples were done")
     written = 0
     with open(partial, "r+b" if offset else "wb") as f:
         f.truncate(offset)  # drops rows of an example that was cut off
         f.seek(offset)
-        if not offset and header:
+        if not offset and header and shard == 0:
             f.write(header.encode("utf-8"))
-        bar = tqdm(total=len(rows), initial=done, desc=f"augment {processor.task}", unit="ex", dynamic_ncols=True)
-        for start in range(done, len(rows), chunk):
+        bar = tqdm(total=last - first, initial=done, desc=f"augment {processor.task}", unit="ex", dynamic_ncols=True)
+        for start in range(first + done, last, chunk):
             lines = augment_rows(augmentor, rows[start:start + chunk], processor.text_columns, N, p, seed, start)
             f.write("".join(lines).encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
-            done, written = min(start + chunk, len(rows)), written + len(lines)
+            done, written = min(start + chunk, last) - first, written + len(lines)
             checkpoint.write_json_atomic(progress, {"examples_done": done, "bytes": f.tell(), "settings": settings})
             bar.update(done - bar.n)
         bar.close()
-    os.replace(partial, out_path)
+    os.replace(partial, path)
     os.remove(progress)
-    return len(rows), written
+    return last - first, written
+
+
+def merge_shards(out_path, shards):
+    """Concatenate the shard files into out_path in example order, once all are complete; the process
+    that completes the set does it (a lock file keeps two from doing it at once). True if merged."""
+    paths = [shard_path(out_path, k, shards) for k in range(shards)]
+    if not all(os.path.isfile(path) for path in paths):
+        return False
+    try:
+        lock = os.open(out_path + ".merge-lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False  # another process is merging
+    try:
+        with checkpoint.atomic_file(out_path) as out:
+            for path in paths:
+                with open(path, "rb") as f:
+                    shutil.copyfileobj(f, out)
+        for path in paths:
+            os.remove(path)
+    finally:
+        os.close(lock)
+        os.remove(out_path + ".merge-lock")
+    return True
 
 
 # ----------------------------------------------------------------------------------------------
@@ -639,8 +676,13 @@ def parse_args(argv=None):
     p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=True, help="use CUDA when available")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--restart", action="store_true", help="discard an interrupted run's partial output")
+    p.add_argument("--shard", help="I/N: augment the I-th of N parts of train.tsv (0-based; several processes or "
+                   "machines), merged into one file by the last to finish; default: RANK/WORLD_SIZE under a "
+                   "launcher, else 0/1")
     backend.add_argument(p)
     args = p.parse_args(argv)
+    args.shard, args.shards = parse_shard(p, args.shard)
+    args.backend = backend.check_bound(args.backend, flow)
     for name in ("N", "M", "glove_vocab_size", "chunk_examples", "batch_tokens"):
         value = getattr(args, name)
         if value is not None and value < (0 if name in ("N", "glove_vocab_size") else 1):
@@ -648,6 +690,18 @@ def parse_args(argv=None):
     if not 0.0 <= args.p <= 1.0:
         p.error(f"--p must be a probability in [0, 1], got {args.p}")
     return args
+
+
+def parse_shard(parser, text):
+    if text is None:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    try:
+        shard, shards = (int(x) for x in text.split("/"))
+    except ValueError:
+        parser.error(f"--shard {text!r}: expected I/N, e.g. 0/4")
+    if not 0 <= shard < shards:
+        parser.error(f"--shard {text}: I must be in 0..N-1")
+    return shard, shards
 
 
 def run_settings(args, processor, train_path):
@@ -668,6 +722,8 @@ def main(argv=None):
         raise AugmentError(f"{out_path} exists; pass --overwrite to write it again")
     args.N = TASK_N.get(processor.task, DEFAULT_N) if args.N is None else args.N
     device = backend.device(args.gpu)
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process under a launcher
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
     default_chunk, default_tokens = CPU_BATCHING if device == "cpu" else GPU_BATCHING
     chunk = args.chunk_examples or default_chunk
     tokenizer = checkpoint.load_tokenizer(args.pretrained_bert_model)
@@ -678,9 +734,13 @@ def main(argv=None):
     print(f"augmenting {train_path}: N={args.N} M={args.M} p={args.p} seed={args.seed}, {len(glove.words)} GloVe words, "
           f"backend {backend.name()} on {device}")
     start = time.time()
+    settings = dict(run_settings(args, processor, train_path), chunk=chunk, shards=args.shards)
     examples, written = augment_file(augmentor, train_path, out_path, processor, args.N, args.p, args.seed, chunk,
-                                     run_settings(args, processor, train_path), args.restart)
-    report(augmentor, examples, written, time.time() - start, out_path)
+                                     settings, args.restart, args.shard, args.shards)
+    report(augmentor, examples, written, time.time() - start, shard_path(out_path, args.shard, args.shards))
+    if args.shards > 1:
+        print(f"merged the {args.shards} shards into {out_path}" if merge_shards(out_path, args.shards) else
+              f"shard {args.shard} of {args.shards} done; the last shard to finish merges them into {out_path}")
     return out_path
 
 
@@ -695,7 +755,4 @@ def report(augmentor, examples, written, seconds, out_path):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (AugmentError, glue.GlueDataError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

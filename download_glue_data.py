@@ -24,6 +24,7 @@ import zipfile
 from tqdm import tqdm
 
 import checkpoint
+import cli
 
 GLUE_URL = "https://dl.fbaipublicfiles.com/glue/data"
 SENTEVAL_URL = "https://dl.fbaipublicfiles.com/senteval/senteval_data"
@@ -50,7 +51,7 @@ ALIASES = {"SST-2": "SST", "STS-B": "STS", "MNLI-MM": "MNLI", "AX": "diagnostic"
 CHUNK = 1 << 16
 
 
-class DownloadError(RuntimeError):
+class DownloadError(OSError):  # as urllib's URLError: the network or the file fetched let us down
     pass
 
 
@@ -316,10 +317,9 @@ def main(argv=None):
             continue
         print(f"{task}: done, in {os.path.join(args.data_dir, TASK_SOURCES[task][1])}")
     if failed:
-        print(f"failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
+        raise DownloadError(f"could not download {', '.join(failed)} (see above); run again to resume")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

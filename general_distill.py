@@ -22,10 +22,11 @@ import numpy as np
 
 import backend
 import checkpoint
+import cli
 import distillation
 import modeling
 import training
-from pregenerate_training_data import KNOWN_MODELS, resolve_model_dir
+from checkpoint import KNOWN_MODELS, resolve_model_dir
 
 flow = backend.framework()
 
@@ -318,4 +319,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, training.NonFiniteLoss)

@@ -23,23 +23,19 @@ Public API (the contract the training, distillation and augmentation stages rely
   OFRecord task directory (`OUT/<TASK>/`) or one OFRecord split directory (`OUT/<TASK>/<split>/`).
 - `compute_metrics(task, preds, labels)` -> dict; `best_metric_name(task)`; the table is TASK_METRICS.
 - OFRecord: `write_ofrecord(features, split_dir, num_parts)` / `read_ofrecord(split_dir)`. Layout as the
-  original: `OUT/<TASK>/{train,train_aug,eval,test}/<split>.of_record-<i>`; each record is an int64
-  little-endian length, then an `oneflow.OFRecord` protobuf with int32 input_ids, input_mask,
-  segment_ids, label_ids (float for regression) and is_real_example. Both directions are written here
-  with numpy from the protobuf wire format, so the PyTorch backend never needs OneFlow.
+  original: `OUT/<TASK>/{train,train_aug,eval,test}/<split>.of_record-<i>`; each record holds int32
+  input_ids, input_mask, segment_ids, label_ids (float for regression) and is_real_example. Which
+  features a record holds is decided here (`record_columns`); the file format itself is ofrecord.py's,
+  numpy from the protobuf wire format, so the PyTorch backend never needs OneFlow.
 
 Bad input raises GlueDataError naming file:line and the row (or, with skip_bad_rows, is counted and
-reported once per file); truncation is counted and reported once per call.
+reported once per file); a damaged OFRecord file raises ofrecord.OFRecordError naming the file and byte
+(both are ValueErrors); truncation is counted and reported once per call.
 """
-import contextlib
-import functools
 import itertools
 import logging
 import math
 import os
-import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
@@ -47,6 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 import checkpoint
+import ofrecord
 
 logger = logging.getLogger("glue")
 
@@ -487,311 +484,27 @@ def compute_metrics(task, preds, labels, names=None):
 
 
 # ----------------------------------------------------------------------------------------------
-# OFRecord: protobuf wire format written and read with numpy
+# OFRecord: which features a GLUE record holds (the wire format is ofrecord.py's)
 # ----------------------------------------------------------------------------------------------
-# oneflow/core/record/record.proto: OFRecord{map<string, Feature> feature = 1}; Feature{oneof kind:
-# bytes_list = 1, float_list = 2, double_list = 3, int32_list = 4, int64_list = 5}; each XList{repeated
-# value = 1 [packed = true]}.
-FLOAT_LIST, DOUBLE_LIST, INT32_LIST, INT64_LIST = 2, 3, 4, 5
-FIXED_WIDTH = {FLOAT_LIST: "<f4", DOUBLE_LIST: "<f8"}
-VARINT_DTYPE = {INT32_LIST: np.int32, INT64_LIST: np.int64}
-PART_RE = re.compile(r"^(?P<prefix>.+)\.of_record-(?P<index>\d+)$")
 RECORD_FEATURES = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real_example")
-SERIALIZE_CHUNK = 4096  # records encoded at once; bounds the [rows, values, bytes] scratch array
 
 
-def _varint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def encode_varints(values):
-    """Protobuf varints of an integer array [N, K]: (bytes of each row concatenated as uint8, row byte counts).
-
-    Negative numbers take ten bytes, as protobuf writes int32/int64 (two's complement on 64 bits).
-    """
-    v = np.ascontiguousarray(values, dtype=np.int64).view(np.uint64)
-    nbytes = np.ones(v.shape, np.int64)
-    rest = v >> np.uint64(7)
-    while rest.any():
-        nbytes += rest > 0
-        rest >>= np.uint64(7)
-    k = np.arange(int(nbytes.max(initial=1)), dtype=np.uint64)
-    groups = ((v[..., None] >> (np.uint64(7) * k)) & np.uint64(0x7F)).astype(np.uint8)
-    groups |= (k[None, None, :] < (nbytes[..., None] - 1).astype(np.uint64)).astype(np.uint8) << 7
-    return groups[k[None, None, :] < nbytes[..., None].astype(np.uint64)], nbytes.sum(axis=1)
-
-
-def decode_varints(data, what="varints"):
-    """All varints of a uint8 array, as uint64 (reinterpret as int64 / int32 as the field's type says)."""
-    if len(data) == 0:
-        return np.zeros(0, np.uint64)
-    last = data < 0x80
-    if not last[-1]:
-        raise GlueDataError(f"{what}: truncated varint")
-    ends = np.flatnonzero(last)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    position = np.arange(len(data)) - np.repeat(starts, ends - starts + 1)  # byte i's place in its varint
-    if position.max() >= 10:
-        raise GlueDataError(f"{what}: varint longer than 10 bytes")
-    parts = (data & 0x7F).astype(np.uint64) << (np.uint64(7) * position.astype(np.uint64))
-    return np.bitwise_or.reduceat(parts, starts)
-
-
-@functools.lru_cache(maxsize=4096)
-def _entry_prefix(key, kind, payload_len):
-    """The bytes of one map entry of OFRecord.feature up to its packed values (which follow)."""
-    values = b"\x0a" + _varint(payload_len)                          # XList.value, packed
-    feature = bytes([kind << 3 | 2]) + _varint(len(values) + payload_len)  # Feature.<kind>_list
-    entry = b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(len(feature) + len(values) + payload_len)
-    return b"\x0a" + _varint(len(entry) + len(feature) + len(values) + payload_len) + entry + feature + values
-
-
-def _feature_columns(features):
-    """(name, protobuf list kind, [N, K] values) of each record feature, as the original writes them."""
+def record_columns(features):
+    """(name, list kind, [N, K] values) of each record feature, as the original writes them: int32 ids,
+    masks and segments, label_ids int32 (float for regression), is_real_example 1."""
     n = len(features)
     if features.is_regression:
-        label = (FLOAT_LIST, features.label_ids.astype(np.float32).reshape(n, 1))
+        label = (ofrecord.FLOAT_LIST, features.label_ids.astype(np.float32).reshape(n, 1))
     else:
-        label = (INT32_LIST, features.label_ids.astype(np.int32).reshape(n, 1))
-    return [("input_ids", INT32_LIST, features.input_ids), ("input_mask", INT32_LIST, features.input_mask),
-            ("segment_ids", INT32_LIST, features.segment_ids), ("label_ids", *label),
-            ("is_real_example", INT32_LIST, np.ones((n, 1), np.int32))]
+        label = (ofrecord.INT32_LIST, features.label_ids.astype(np.int32).reshape(n, 1))
+    int32 = ofrecord.INT32_LIST
+    return [("input_ids", int32, features.input_ids), ("input_mask", int32, features.input_mask),
+            ("segment_ids", int32, features.segment_ids), ("label_ids", *label),
+            ("is_real_example", int32, np.ones((n, 1), np.int32))]
 
 
-def serialize_records(features, start, stop):
-    """Each record of rows [start, stop) with its int64 little-endian length in front."""
-    columns = []
-    for name, kind, values in _feature_columns(features):
-        block = values[start:stop]
-        if kind in FIXED_WIDTH:
-            flat = np.ascontiguousarray(block, FIXED_WIDTH[kind]).view(np.uint8).reshape(-1)
-            counts = np.full(len(block), block.shape[1] * np.dtype(FIXED_WIDTH[kind]).itemsize)
-        else:
-            flat, counts = encode_varints(block)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).tolist()
-        columns.append((name.encode(), kind, flat.tobytes(), offsets))
-    out = []
-    for i in range(stop - start):
-        record = b"".join(_entry_prefix(key, kind, offsets[i + 1] - offsets[i]) + data[offsets[i]:offsets[i + 1]]
-                          for key, kind, data, offsets in columns)
-        out.append(len(record).to_bytes(8, "little") + record)
-    return out
-
-
-@contextlib.contextmanager
-def _replaced_dir(directory):
-    """Yield a temporary sibling that replaces `directory` whole on success.
-
-    Unlike checkpoint.atomic_dir this carries nothing over: part files of an older, larger run would
-    otherwise survive beside the new ones and be read as data.
-    """
-    directory = os.path.abspath(directory)
-    os.makedirs(os.path.dirname(directory), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=os.path.dirname(directory))
-    try:
-        yield tmp
-        old = None
-        if os.path.exists(directory):
-            old = directory + ".old-" + os.path.basename(tmp)
-            os.rename(directory, old)
-        os.rename(tmp, directory)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_ofrecord(features, split_dir, num_parts=1):
-    """`split_dir`/<name>.of_record-0 ... (name = the directory's name: train, eval, ...); returns the paths."""
-    if num_parts < 1:
-        raise GlueDataError(f"num_parts={num_parts}: must be at least 1")
-    prefix = os.path.basename(os.path.normpath(split_dir))
-    bounds = np.linspace(0, len(features), num_parts + 1).astype(int)
-    names = [f"{prefix}.of_record-{p}" for p in range(num_parts)]
-    with _replaced_dir(split_dir) as tmp, \
-            tqdm(total=len(features), unit="rows", desc=f"write {prefix}", disable=None, leave=False) as bar:
-        for name, start, stop in zip(names, bounds[:-1], bounds[1:]):
-            with open(os.path.join(tmp, name), "wb") as f:
-                for chunk in range(start, stop, SERIALIZE_CHUNK):
-                    end = min(chunk + SERIALIZE_CHUNK, stop)
-                    f.writelines(serialize_records(features, chunk, end))
-                    bar.update(end - chunk)
-    return [os.path.join(split_dir, name) for name in names]
-
-
-def part_files(split_dir):
-    """The part files of an OFRecord split directory, in part order; an error if there are none or gaps."""
-    if not os.path.isdir(split_dir):
-        raise GlueDataError(f"{split_dir}: OFRecord directory not found")
-    parts = {}
-    for name in os.listdir(split_dir):
-        m = PART_RE.match(name)
-        if m:
-            parts.setdefault(m["prefix"], {})[int(m["index"])] = os.path.join(split_dir, name)
-    if not parts:
-        raise GlueDataError(f"{split_dir}: no OFRecord part files (<split>.of_record-<i>)")
-    if len(parts) > 1:
-        raise GlueDataError(f"{split_dir}: part files of several splits ({', '.join(sorted(parts))})")
-    (prefix, by_index), = parts.items()
-    missing = sorted(set(range(max(by_index) + 1)) - set(by_index))
-    if missing:
-        raise GlueDataError(f"{split_dir}: {prefix}.of_record-{missing[0]} is missing (OneFlow reads parts 0..n-1)")
-    return [by_index[i] for i in range(len(by_index))]
-
-
-def _read_varint(buf, pos, path):
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise GlueDataError(f"{path}: truncated protobuf (varint at byte {pos})")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _fields(buf, pos, end, path):
-    """(field number, start, stop) of each length-delimited field in buf[pos:end]."""
-    while pos < end:
-        tag, pos = _read_varint(buf, pos, path)
-        if tag & 7 != 2:
-            raise GlueDataError(f"{path}: byte {pos}: field {tag >> 3} has wire type {tag & 7}; "
-                                "OFRecord holds only length-delimited fields (packed lists)")
-        size, pos = _read_varint(buf, pos, path)
-        if pos + size > end:
-            raise GlueDataError(f"{path}: byte {pos}: field of {size} bytes runs past its message")
-        yield tag >> 3, pos, pos + size
-        pos += size
-
-
-def _parse_entry(buf, entry_start, entry_end, path):
-    """(name, kind, start, stop) of one OFRecord.feature map entry; start:stop holds its packed values."""
-    key = kind = None
-    for field, start, stop in _fields(buf, entry_start, entry_end, path):
-        if field == 1:
-            key = buf[start:stop].decode()
-        elif field == 2:
-            lists = list(_fields(buf, start, stop, path))  # Feature: one <kind>_list
-            if len(lists) != 1:
-                raise GlueDataError(f"{path}: byte {start}: a feature with {len(lists)} value lists")
-            kind, vstart, vend = lists[0]
-            values = list(_fields(buf, vstart, vend, path))  # <kind>_list: packed values, absent if empty
-            span = (values[0][1], values[0][2]) if values else (vstart, vstart)
-    if key is None or kind is None:
-        raise GlueDataError(f"{path}: byte {entry_start}: a feature without a name or a value")
-    return key, kind, *span
-
-
-class _EntryHeaders:
-    """Entry headers already parsed: the bytes before an entry's values decide its name, kind and size.
-
-    Records of one file repeat a few headers (they differ only in the byte count of the values), so a
-    dictionary lookup replaces most of the byte-by-byte parsing; only canonical headers, the ones
-    protobuf and write_ofrecord produce, are remembered.
-    """
-    LIMIT = 100_000
-
-    def __init__(self):
-        self.known, self.sizes = {}, []
-
-    def lookup(self, buf, pos):
-        for size in self.sizes:
-            hit = self.known.get(buf[pos:pos + size])
-            if hit:
-                return hit
-        return None
-
-    def add(self, buf, pos, key, kind, start, stop):
-        header = _entry_prefix(key.encode(), kind, stop - start)
-        if len(self.known) < self.LIMIT and start - pos == len(header) and buf[pos:start] == header:
-            self.known[header] = (key, kind, len(header), stop - start)
-            if len(header) not in self.sizes:
-                self.sizes.append(len(header))
-
-
-def _parse_record(buf, pos, end, path, out, headers):
-    """Append (kind, start, stop) of each feature's packed values to out[name]."""
-    while pos < end:
-        hit = headers.lookup(buf, pos)
-        if hit:
-            key, kind, header_size, size = hit
-            start, stop = pos + header_size, pos + header_size + size
-            if stop > end:
-                raise GlueDataError(f"{path}: byte {pos}: feature {key!r} runs past its record")
-            next_pos = stop
-        else:
-            (_, entry_start, next_pos), = itertools.islice(_fields(buf, pos, end, path), 1)
-            key, kind, start, stop = _parse_entry(buf, entry_start, next_pos, path)
-            headers.add(buf, pos, key, kind, start, stop)
-        out.setdefault(key, []).append((kind, start, stop))
-        pos = next_pos
-
-
-def _decode_feature(name, spans, buf, path):
-    """[N, K] array of one feature from the (kind, start, stop) of its values in every record."""
-    kinds = {kind for kind, _, _ in spans}
-    if len(kinds) != 1 or not kinds <= {*FIXED_WIDTH, *VARINT_DTYPE}:
-        raise GlueDataError(f"{path}: feature {name!r} has list kinds {sorted(kinds)}; "
-                            "expected one of float, double, int32, int64")
-    kind = kinds.pop()
-    data = np.frombuffer(b"".join(buf[s:e] for _, s, e in spans), np.uint8)
-    sizes = np.array([e - s for _, s, e in spans])
-    if kind in FIXED_WIDTH:
-        values = data.view(FIXED_WIDTH[kind])
-        counts = sizes // np.dtype(FIXED_WIDTH[kind]).itemsize
-    else:
-        values = decode_varints(data, f"{path}: feature {name!r}").view(np.int64).astype(VARINT_DTYPE[kind])
-        ends = np.cumsum(sizes)
-        if len(data) and not (data[ends[sizes > 0] - 1] < 0x80).all():
-            raise GlueDataError(f"{path}: feature {name!r}: a record's values end inside a varint")
-        terminators = np.concatenate([[0], np.cumsum(data < 0x80)])
-        counts = terminators[ends] - terminators[ends - sizes]
-    if len(set(counts.tolist())) > 1:
-        raise GlueDataError(f"{path}: feature {name!r} has {counts.min()} to {counts.max()} values per record; "
-                            "expected a fixed length")
-    return values.reshape(len(spans), -1)
-
-
-def read_ofrecord_file(path):
-    """{feature name: [N, K] numpy array} of one part file."""
-    with open(path, "rb") as f:
-        buf = f.read()
-    pos, spans, count, headers = 0, {}, 0, _EntryHeaders()
-    while pos < len(buf):
-        if pos + 8 > len(buf):
-            raise GlueDataError(f"{path}: truncated record length at byte {pos}")
-        size = int.from_bytes(buf[pos:pos + 8], "little")
-        if pos + 8 + size > len(buf):
-            raise GlueDataError(f"{path}: record {count} at byte {pos} needs {size} bytes, the file ends first")
-        _parse_record(buf, pos + 8, pos + 8 + size, path, spans, headers)
-        pos, count = pos + 8 + size, count + 1
-        missing = [name for name, s in spans.items() if len(s) != count]
-        if missing:
-            raise GlueDataError(f"{path}: record {count - 1} lacks feature(s) {', '.join(missing)}")
-    return {name: _decode_feature(name, s, buf, path) for name, s in spans.items()}
-
-
-def read_ofrecord(split_dir):
-    """Features of an OFRecord split directory (records marked is_real_example=0 are padding, dropped)."""
-    columns = {}
-    for path in tqdm(part_files(split_dir), unit="parts", desc="read OFRecord", disable=None, leave=False):
-        part = read_ofrecord_file(path)
-        missing = [name for name in RECORD_FEATURES if name not in part]
-        if part and missing:
-            raise GlueDataError(f"{path}: records without feature(s) {', '.join(missing)}")
-        for name, values in part.items():
-            columns.setdefault(name, []).append(values)
-    if not columns:
-        raise GlueDataError(f"{split_dir}: no records in its part files")
-    arrays = {name: np.concatenate(columns[name]) for name in RECORD_FEATURES}
+def features_of_columns(arrays):
+    """Features of read columns; records marked is_real_example=0 are padding and are dropped."""
     labels = arrays["label_ids"][:, 0]
     labels = labels.astype(np.float32) if labels.dtype.kind == "f" else labels.astype(np.int64)
     real = arrays["is_real_example"][:, 0] != 0
@@ -799,17 +512,23 @@ def read_ofrecord(split_dir):
                     arrays["segment_ids"][real].astype(np.int32), labels[real])
 
 
+def write_ofrecord(features, split_dir, num_parts=1):
+    """`split_dir`/<name>.of_record-0 ... (name = the directory's name: train, eval, ...); returns the paths."""
+    return ofrecord.write_split(record_columns(features), split_dir, num_parts)
+
+
+def read_ofrecord(split_dir):
+    """Features of an OFRecord split directory."""
+    return features_of_columns(ofrecord.read_split(split_dir, required=RECORD_FEATURES))
+
+
 # ----------------------------------------------------------------------------------------------
 # One entry point for training stages: tsv or OFRecord
 # ----------------------------------------------------------------------------------------------
-def _is_ofrecord_dir(path):
-    return os.path.isdir(path) and any(PART_RE.match(n) for n in os.listdir(path))
-
-
 def _read_checked(split_dir, processor, split, max_seq_length):
     """read_ofrecord, refusing records of another split, another length or another kind of task."""
     want = processor.record_dir_name(split)
-    prefix = PART_RE.match(os.path.basename(part_files(split_dir)[0]))["prefix"]
+    prefix = ofrecord.split_prefix(split_dir)
     if prefix != want:
         raise GlueDataError(f"{split_dir}: holds {prefix} records; split {split!r} is {want}.of_record-<i>")
     features = read_ofrecord(split_dir)
@@ -832,7 +551,7 @@ def load_features(path, task, split="train", tokenizer=None, max_seq_length=None
     processor = get_processor(task)
     record_dir = os.path.join(path, processor.record_dir_name(split))
     for candidate in (path, record_dir):
-        if _is_ofrecord_dir(candidate):
+        if ofrecord.is_split_dir(candidate):
             return _read_checked(candidate, processor, split, max_seq_length)
     if not os.path.isfile(processor.split_path(path, split)):
         raise GlueDataError(f"{path}: neither {processor.split_files[split][0]} nor OFRecord part files "
@@ -843,3 +562,99 @@ def load_features(path, task, split="train", tokenizer=None, max_seq_length=None
         tokenizer = tokenizer_from_dir(tokenizer)
     examples = processor.read_examples(path, split, skip_bad_rows=skip_bad_rows)
     return convert_examples_to_features(examples, tokenizer, max_seq_length, processor)
+
+
+# ----------------------------------------------------------------------------------------------
+# GLUE benchmark submissions: test-set predictions in the files gluebenchmark.com takes
+# ----------------------------------------------------------------------------------------------
+# Test files (as the standard download writes them) start with an id column (`index`, QQP's `id`);
+# the processors above know where their text is. The diagnostic set AX (`index sentence1 sentence2`,
+# saved by download_glue_data.py as diagnostic/diagnostic.tsv beside the task folders) is judged by
+# the MNLI model, with MNLI's labels.
+DIAGNOSTIC = Processor("ax", "diagnostic", PROCESSORS["mnli"].labels, [1, 2], -1, has_header=True,
+                       split_files={"test": ("diagnostic.tsv", "test")})
+STS_B_RANGE = (0.0, 5.0)  # the benchmark's similarity scale; a regressor may overshoot it
+
+
+class SubmissionSet(NamedTuple):
+    file_name: str    # SST-2.tsv, MNLI-m.tsv, AX.tsv, ...
+    source: str       # the test tsv it was read from
+    ids: list         # the file's id column, in file order
+    examples: list    # InputExample, label None
+
+
+# task -> [(submission file, processor, split)]; MNLI's model answers both test sets and AX.
+_MNLI_FILES = [("MNLI-m.tsv", "mnli", "test"), ("MNLI-mm.tsv", "mnli", "test_mismatched"), ("AX.tsv", "ax", "test")]
+SUBMISSION_FILES = {
+    "cola": [("CoLA.tsv", "cola", "test")], "sst-2": [("SST-2.tsv", "sst-2", "test")],
+    "mrpc": [("MRPC.tsv", "mrpc", "test")], "sts-b": [("STS-B.tsv", "sts-b", "test")],
+    "qqp": [("QQP.tsv", "qqp", "test")], "mnli": _MNLI_FILES, "mnli-mm": _MNLI_FILES,
+    "qnli": [("QNLI.tsv", "qnli", "test")], "rte": [("RTE.tsv", "rte", "test")], "wnli": [("WNLI.tsv", "wnli", "test")],
+}
+
+
+def read_test_split(processor, data_dir, split="test"):
+    """(ids, examples) of a test tsv: the id column and the processor's examples, row for row."""
+    examples = processor.read_examples(data_dir, split)  # checks every row's width; raises on a bad one
+    path = processor.split_path(data_dir, split)
+    _, rows = read_tsv(path, has_header=True)
+    ids = [fields[0] for _, fields in rows]
+    for (line, fields), i in zip(rows, ids):
+        if not i.strip():
+            raise GlueDataError(f"{path}:{line}: empty id in the first column: {_show_row(fields)}")
+    return ids, examples
+
+
+def _diagnostic_dir(data_dir):
+    """Where AX's diagnostic.tsv is: the task folder itself, or its sibling `diagnostic/`; else None."""
+    for candidate in (data_dir, os.path.join(os.path.dirname(os.path.abspath(data_dir)), DIAGNOSTIC.dir_name)):
+        if os.path.isfile(DIAGNOSTIC.split_path(candidate, "test")):
+            return candidate
+    return None
+
+
+def submission_sets(task, data_dir):
+    """Every test set the benchmark wants for `task`, read from the task's GLUE folder.
+
+    AX is read when its file is present (logged when not); every other test file must exist."""
+    sets = []
+    for file_name, name, split in SUBMISSION_FILES[get_processor(task).task]:
+        processor, directory = (DIAGNOSTIC, _diagnostic_dir(data_dir)) if name == "ax" else (PROCESSORS[name], data_dir)
+        if directory is None:
+            logger.warning("%s: no diagnostic.tsv here or in ../%s: %s not written", data_dir, DIAGNOSTIC.dir_name,
+                           file_name)
+            continue
+        ids, examples = read_test_split(processor, directory, split)
+        sets.append(SubmissionSet(file_name, processor.split_path(directory, split), ids, examples))
+    return sets
+
+
+def submission_text(task, ids, logits):
+    """`index<TAB>prediction` lines with the benchmark's label names; STS-B scores clipped to [0, 5]."""
+    processor = get_processor(task)
+    logits = np.asarray(logits)
+    if logits.ndim != 2 or logits.shape != (len(ids), processor.num_labels):
+        raise GlueDataError(f"{task}: predictions of shape {logits.shape} for {len(ids)} examples; "
+                            f"expected ({len(ids)}, {processor.num_labels})")
+    if processor.is_regression:
+        values = [f"{v:.3f}" for v in np.clip(logits[:, 0], *STS_B_RANGE)]
+    else:
+        values = [processor.labels[k] for k in logits.argmax(axis=1)]
+    return "index\tprediction\n" + "".join(f"{i}\t{v}\n" for i, v in zip(ids, values))
+
+
+def write_submissions(task, data_dir, output_dir, logits_of):
+    """Write each of the task's submission files into `output_dir` (each atomically); returns their paths.
+
+    `logits_of(examples)` -> [N, num_labels] array: the model's scores for a list of InputExamples
+    (for instance `inference.predict_examples`); glue.py itself runs no model.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    paths = []
+    for s in submission_sets(task, data_dir):
+        text = submission_text(task, s.ids, logits_of(s.examples))
+        path = os.path.join(output_dir, s.file_name)
+        checkpoint.write_text_atomic(path, text)
+        logger.info("%s: %d predictions for %s", path, len(s.ids), s.source)
+        paths.append(path)
+    return paths

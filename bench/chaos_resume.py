@@ -212,13 +212,14 @@ def main():
         at = rng.uniform(0.1, 0.95) * walls[name]
         os.makedirs(out, exist_ok=True)
         was_running = killed_run(command(out), at)
-        stdout = run(command(out) + resume)
+        stdout = run(command(out) + resume) if was_running else ""  # a finished run needs no resume
         where = re.search(r"resuming at epoch \d+, batch \d+, step \d+|resuming \S+: \d+ of \d+ examples were done",
                           stdout)
         problems = compare(os.path.join(work, "ref", name), out)
         failed |= bool(problems)
-        rows.append((name, at, walls[name], "killed" if was_running else "had finished",
-                     where.group(0) if where else "started over", "; ".join(problems[:3]) or "equal"))
+        resumed = (where.group(0) if where else "started over") if was_running else "(nothing to resume)"
+        rows.append((name, at, walls[name], "killed" if was_running else "had finished", resumed,
+                     "; ".join(problems[:3]) or "equal"))
         print(f"{rows[-1][0]}: kill at {at:.1f} s -> {rows[-1][4]} -> {rows[-1][5]}", flush=True)
     print()
     print(f"| stage | kill at (s) of T | state | resumed from | result |")

@@ -58,11 +58,9 @@ def make_glove(args):
     table = state["bert.embeddings.word_embeddings.weight"]
     words = [w.rstrip("\n") for w in open(checkpoint.find_vocab(args.source), encoding="utf-8")]
     rows = [(w, table[i]) for i, w in enumerate(words) if w.isalpha() and w.isascii()]
-    tmp = args.out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with checkpoint.atomic_file(args.out, "w", encoding="utf-8") as f:
         for w, v in rows:
             f.write(w + " " + " ".join(f"{x:.5f}" for x in v) + "\n")
-    os.replace(tmp, args.out)
     print(f"wrote {args.out}: {len(rows)} words x {table.shape[1]} dims")
 
 

@@ -343,3 +343,24 @@ def test_oneflow_gives_the_reference_candidates(modeling_for, mlm_dir, tokenizer
     ours = da_of.Augmentor(model, tokenizer, da.load_glove(glove_path, 0)).candidates(sentences[:12])
     theirs = augmentor(mlm_dir, tokenizer, glove_path, double=True, reference_mode=True).candidates(sentences[:12])
     assert ours == theirs
+
+
+def test_shards_merge_into_the_single_process_file(tmp_path, mlm_dir, glove_path, monkeypatch):
+    """Three processes (--shard I/3, or RANK/WORLD_SIZE under a launcher), each resumable, write the
+    bytes one process writes; the last to finish merges, in example order."""
+    task_slice(tmp_path, "SST-2", 11)
+    whole = read(run(mlm_dir, glove_path, tmp_path, "SST-2", "--chunk_examples", "2", "--output",
+                     str(tmp_path / "whole.tsv")))
+    out = tmp_path / "sharded.tsv"
+    common = ["--chunk_examples", "2", "--output", str(out)]
+    run(mlm_dir, glove_path, tmp_path, "SST-2", "--shard", "2/3", *common)
+    run(mlm_dir, glove_path, tmp_path, "SST-2", "--shard", "0/3", *common)
+    assert not out.exists()
+    assert sorted(f for f in os.listdir(tmp_path) if "shard-" in f) == ["sharded.tsv.shard-0-of-3",
+                                                                      "sharded.tsv.shard-2-of-3"]
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    run(mlm_dir, glove_path, tmp_path, "SST-2", *common)  # the launcher's rank and world
+    assert read(str(out)) == whole
+    assert not [f for f in os.listdir(tmp_path) if ".shard-" in f or "lock" in f]
+    assert da.shard_rows(11, 2, 0, 3) == (0, 4) and da.shard_rows(11, 2, 2, 3) == (8, 11)

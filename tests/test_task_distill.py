@@ -299,3 +299,26 @@ def test_bf16_teacher_stays_close_to_fp32_and_fp16_needs_a_gpu(teacher, sst2, vo
     with pytest.raises(ValueError, match="--fp16 needs a CUDA GPU"):
         run("--finetune", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", teacher,
             "--output_dir", tmp_path / "fp16", "--fp16", "--num_train_epochs", 1)
+
+
+def test_do_predict_writes_the_benchmark_submission_file(teacher, tmp_path):
+    """--do_eval --do_predict: results_eval.json and SST-2.tsv for the test split, labels in id order."""
+    import glue
+    data = tmp_path / "SST-2"
+    src = shared_path("glue_data", "SST-2")
+    data.mkdir()
+    for split in ("dev", "test"):
+        lines = open(os.path.join(src, f"{split}.tsv"), encoding="utf-8").read().splitlines()
+        (data / f"{split}.tsv").write_text("\n".join(lines[:21]) + "\n", encoding="utf-8")
+    run("--do_eval", "--do_predict", "--task_name", "SST-2", "--data_dir", data, "--student_model", teacher,
+        "--output_dir", tmp_path / "out")
+    rows = open(tmp_path / "out" / "SST-2.tsv").read().splitlines()
+    test_ids = [line.split("\t")[0] for line in (data / "test.tsv").read_text().splitlines()[1:]]
+    assert rows[0] == "index\tprediction" and [r.split("\t")[0] for r in rows[1:]] == test_ids
+    # the same predictions as the model's own logits on those sentences
+    model = modeling.TinyBertForSequenceClassification.from_pretrained(teacher, fit_size=None, verbose=False)
+    examples = glue.get_processor("SST-2").read_examples(str(data), "test")
+    features = glue.convert_examples_to_features(examples, checkpoint.load_tokenizer(teacher), 64, [None])
+    logits, _ = task_distill.predict(model, features, 8, "cpu")
+    assert [r.split("\t")[1] for r in rows[1:]] == [str(k) for k in logits.argmax(-1)]
+    assert json.load(open(tmp_path / "out" / "results_eval.json"))["num_examples"] == 20

@@ -1,0 +1,299 @@
+"""Serving a trained student: batched logits with dynamic padding, on OneFlow, PyTorch or ONNX Runtime.
+
+The one place where examples become scores for every caller that only predicts: predict.py,
+export_onnx.py and its tests, bench/bench_serving.py, and task_distill.py's test-set predictions.
+
+- `load_student(path, backend_name=None, num_threads=None)` -> Student: a model directory (any
+  weight format, run by modeling.py on either backend) or an .onnx file written by export_onnx.py
+  (run by onnxruntime; it carries its own config.json and vocab.txt), with its tokenizer and labels.
+- A runner is a callable (input_ids, token_type_ids, attention_mask) -> float32 logits [B, num_labels]
+  on int64 numpy arrays: `ModelRunner(model, flow, device)` or `OnnxRunner(path, num_threads)`.
+- `predict_logits(runner, features, batch_size)`: rows sorted by length, each batch padded to its
+  longest row, logits returned in the features' order. `predict_examples` tokenizes first.
+- `export_onnx(model, path)` (PyTorch backend) and `quantize_int8(src, dst)`: the ONNX files, written
+  atomically, with the model directory's small text files in the graph's metadata.
+"""
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, List
+
+import numpy as np
+from tqdm import tqdm
+
+import backend
+import checkpoint
+import glue
+
+INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+OUTPUT_NAME = "logits"
+ONNX_OPSET = 17  # the first with LayerNormalization as one op
+# Files of the model directory an .onnx file carries as metadata (key: METADATA_PREFIX + name), so
+# that it alone is enough to serve: the tokenizer needs vocab.txt and casing, the labels config.json.
+METADATA_PREFIX = "tinybert/"
+METADATA_FILES = (checkpoint.CONFIG_NAME, checkpoint.VOCAB_NAME, "tokenizer_config.json")
+
+
+class InferenceError(ValueError):
+    pass
+
+
+def is_onnx(path):
+    return str(path).endswith(".onnx")
+
+
+# ----------------------------------------------------------------------------------------------
+# Runners
+# ----------------------------------------------------------------------------------------------
+class ModelRunner:
+    """A modeling.py TinyBertForSequenceClassification on its framework (`flow`: torch or oneflow)."""
+
+    def __init__(self, model, flow, device="cpu"):
+        self.model, self.flow, self.device = model, flow, device
+        self.num_labels = model.num_labels
+
+    def __call__(self, input_ids, token_type_ids, attention_mask):
+        flow, was_training = self.flow, self.model.training
+        tensors = [flow.tensor(np.asarray(a, np.int64), device=self.device)
+                   for a in (input_ids, token_type_ids, attention_mask)]
+        self.model.eval()
+        try:
+            with flow.no_grad():
+                logits = self.model(*tensors, output_attentions=False)[0]
+        finally:
+            self.model.train(was_training)
+        return logits.float().cpu().numpy()
+
+
+class OnnxRunner:
+    """An exported classifier graph through onnxruntime on the CPU."""
+
+    def __init__(self, path, num_threads=None):
+        import onnxruntime as ort
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"ONNX model {path} does not exist")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
+            raise InferenceError(f"{path}: onnxruntime cannot load it ({type(e).__name__}: {e})") from e
+        names = [i.name for i in self.session.get_inputs()]
+        if sorted(names) != sorted(INPUT_NAMES):
+            raise InferenceError(f"{path}: inputs {names}; expected {list(INPUT_NAMES)} (a graph from export_onnx.py)")
+        self.num_labels = self.session.get_outputs()[0].shape[-1]
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def __call__(self, input_ids, token_type_ids, attention_mask):
+        feeds = {n: np.asarray(a, np.int64) for n, a in zip(INPUT_NAMES, (input_ids, token_type_ids, attention_mask))}
+        return self.session.run([OUTPUT_NAME], feeds)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Batched prediction
+# ----------------------------------------------------------------------------------------------
+def predict_logits(runner, features, batch_size=64, progress=False, desc="predict"):
+    """float32 logits [N, num_labels] of every row of `features`, in their order.
+
+    Rows are sorted by length (longest first, so a memory problem shows at once) and each batch is
+    cut to its longest row: short sentences never pay for max_seq_length."""
+    out = np.zeros((len(features), runner.num_labels), np.float32)
+    lengths = features.lengths
+    order = glue.batch_order(lengths, batch_size, group_by_length=True)
+    with tqdm(total=len(features), desc=desc, unit="ex", disable=None if progress else True, leave=False) as bar:
+        for index in order:
+            width = int(lengths[index].max())
+            out[index] = runner(features.input_ids[index, :width], features.segment_ids[index, :width],
+                                features.input_mask[index, :width])
+            bar.update(len(index))
+    return out
+
+
+def predict_examples(runner, examples, tokenizer, max_seq_length, batch_size=64, progress=False):
+    """(logits, number of examples truncated to max_seq_length) of a list of InputExamples."""
+    features = glue.convert_examples_to_features(examples, tokenizer, max_seq_length, [None])
+    return predict_logits(runner, features, batch_size, progress), features.num_truncated
+
+
+# ----------------------------------------------------------------------------------------------
+# A student ready to serve: runner + tokenizer + labels
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Student:
+    runner: Callable
+    tokenizer: object
+    labels: List            # names in logit order; [None] for a regressor (STS-B)
+    max_positions: int      # max_position_embeddings: the longest input the model can take
+    engine: str             # torch, oneflow or onnxruntime
+
+    @property
+    def is_regression(self):
+        return self.labels == [None]
+
+
+def labels_of(config, num_labels):
+    """Label names in logit order from a config dict (id2label), LABEL_i when it has none."""
+    if num_labels == 1:
+        return [None]
+    id2label = config.get("id2label") or {}
+    names = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    return names if len(names) == num_labels else [f"LABEL_{i}" for i in range(num_labels)]
+
+
+def modeling_for(backend_name):
+    """modeling.py bound to `backend_name`: the process's `modeling` when it is (or will be) bound to
+    that framework, else a copy of its own, so that the other framework is never imported for nothing."""
+    loaded = sys.modules.get("modeling")
+    if loaded is not None and loaded.flow is backend.framework(backend_name):
+        return loaded
+    if loaded is None and backend_name == backend.name():
+        import modeling
+        return modeling
+    return backend.import_for("modeling", backend_name)
+
+
+def load_classifier(model_dir, backend_name):
+    """A fine-tuned TinyBertForSequenceClassification from a model directory, in eval mode."""
+    modeling = modeling_for(backend_name)
+    model = modeling.TinyBertForSequenceClassification.from_pretrained(model_dir, fit_size=None, verbose=False)
+    if any(k.startswith("classifier.") for k in model.missing_keys):
+        raise InferenceError(f"{model_dir} has no classifier: it was never fine-tuned on a task "
+                             "(task_distill.py --pred_distill or --finetune writes one)")
+    return model.eval()
+
+
+def load_student(path, backend_name=None, device="cpu", num_threads=None):
+    """A model directory (on `backend_name`, default the process's) or an .onnx file, ready to predict."""
+    if is_onnx(path):
+        runner = OnnxRunner(path, num_threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            files = unpack_metadata(runner.metadata, tmp, path)
+            tokenizer = checkpoint.load_tokenizer(tmp)
+            config = checkpoint.read_json(files[checkpoint.CONFIG_NAME])
+        engine = "onnxruntime"
+    else:
+        engine = backend_name or backend.name()
+        flow = backend.framework(engine)
+        if num_threads and hasattr(flow, "set_num_threads"):  # OneFlow 0.9 has no such call
+            flow.set_num_threads(num_threads)
+        model = load_classifier(path, engine).to(device)
+        runner, tokenizer = ModelRunner(model, flow, device), checkpoint.load_tokenizer(path)
+        config = model.config.to_dict()
+    return Student(runner, tokenizer, labels_of(config, runner.num_labels),
+                   int(config.get("max_position_embeddings", 512)), engine)
+
+
+# ----------------------------------------------------------------------------------------------
+# ONNX files
+# ----------------------------------------------------------------------------------------------
+def metadata_of_dir(model_dir):
+    """{key: text} of the model directory's files that serving needs (see METADATA_FILES)."""
+    out = {}
+    for name in METADATA_FILES:
+        path = os.path.join(model_dir, name)
+        if name == checkpoint.CONFIG_NAME:
+            path = checkpoint.find_config(model_dir)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                out[METADATA_PREFIX + name] = f.read()
+    if METADATA_PREFIX + checkpoint.VOCAB_NAME not in out:
+        raise InferenceError(f"{model_dir}: no {checkpoint.VOCAB_NAME}; an exported model must carry its vocabulary")
+    return out
+
+
+def unpack_metadata(metadata, directory, source):
+    """Write the files an .onnx file carries into `directory`; {name: path}."""
+    files = {}
+    for key, text in metadata.items():
+        if key.startswith(METADATA_PREFIX) and key[len(METADATA_PREFIX):] in METADATA_FILES:
+            files[key[len(METADATA_PREFIX):]] = path = os.path.join(directory, key[len(METADATA_PREFIX):])
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+    missing = [n for n in (checkpoint.CONFIG_NAME, checkpoint.VOCAB_NAME) if n not in files]
+    if missing:
+        raise InferenceError(f"{source}: no {' or '.join(missing)} in its metadata; export it with export_onnx.py")
+    return files
+
+
+def _save_onnx_atomic(proto, path, metadata):
+    import onnx
+    del proto.metadata_props[:]
+    for key, value in sorted(metadata.items()):
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        onnx.save(proto, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def export_onnx(model, path, metadata, opset=ONNX_OPSET):
+    """Write `model` (a PyTorch TinyBertForSequenceClassification) as input_ids, token_type_ids,
+    attention_mask [batch, sequence] -> logits [batch, num_labels]; both axes dynamic."""
+    torch = backend.framework("torch")
+    if not isinstance(model, torch.nn.Module):
+        raise InferenceError(f"export needs a PyTorch model (backend torch); got {type(model).__module__}")
+
+    class LogitsOnly(torch.nn.Module):  # the serving path: no attention scores, no fit_dense
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, token_type_ids, attention_mask):
+            return self.inner(input_ids, token_type_ids, attention_mask, output_attentions=False)[0]
+
+    # a padded row in the example input, so the mask path is traced as it runs in serving
+    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3])
+    dummy = (torch.randint(1000, 2000, (2, 8)) * mask, torch.zeros(2, 8, dtype=torch.int64), mask)
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+    axes[OUTPUT_NAME] = {0: "batch"}
+    import onnx
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(path))) as tmp:
+        raw = os.path.join(tmp, "model.onnx")
+        # dynamo=False: the TorchScript exporter; the dynamo one needs onnxscript, whose onnx-ir
+        # wants ml_dtypes>=0.5, which TensorFlow 2.15 (ml-dtypes~=0.2) in this venv excludes.
+        torch.onnx.export(LogitsOnly(model).eval(), dummy, raw, input_names=list(INPUT_NAMES),
+                          output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=opset, dynamo=False)
+        _save_onnx_atomic(onnx.load(raw), path, metadata)
+    return path
+
+
+def quantize_int8(src, dst, per_channel=True):
+    """Dynamic int8 quantization (weights int8 ahead of time, activations per batch) of an exported
+    graph through onnxruntime; the metadata is carried over.
+
+    per_channel: one scale per output column of each weight. On MiniLM's real weights it keeps the
+    logits closer to fp32's than one scale per matrix (correlation of the margins 0.983 against
+    0.948, tests/test_onnx.py's sentences) at the same size."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    metadata = {p.key: p.value for p in onnx.load(src, load_external_data=False).metadata_props}
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(dst))) as tmp:
+        out = os.path.join(tmp, "int8.onnx")
+        quantize_dynamic(src, out, weight_type=QuantType.QInt8, per_channel=per_channel)
+        _save_onnx_atomic(onnx.load(out), dst, metadata)
+    return dst
+
+
+def onnx_summary(path):
+    """'N MB, M nodes (op counts)' of an .onnx file, for logs."""
+    import onnx
+    proto = onnx.load(path)
+    ops = {}
+    for node in proto.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    top = ", ".join(f"{k} {v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:6])
+    return f"{os.path.getsize(path) / 2 ** 20:.1f} MB, {len(proto.graph.node)} nodes ({top})"
+
+
+def json_metadata(**values):
+    """Extra metadata entries (values as JSON), e.g. what the export was made from."""
+    return {METADATA_PREFIX + k: json.dumps(v) for k, v in values.items()}

@@ -1,0 +1,85 @@
+"""checkpoint.py's model directories and names, and its atomic writes (no framework needed)."""
+import os
+import re
+
+import pytest
+
+import checkpoint
+
+
+def test_resolve_model_dir_takes_a_directory_a_known_name_or_models_name(tmp_path, minilm_dir, monkeypatch):
+    assert checkpoint.resolve_model_dir(str(tmp_path)) == str(tmp_path)
+    assert os.path.samefile(checkpoint.resolve_model_dir("all-MiniLM-L6-v2"), minilm_dir)
+    (tmp_path / "my-bert").mkdir()
+    monkeypatch.setattr(checkpoint, "MODELS_DIR", str(tmp_path))
+    assert checkpoint.resolve_model_dir("my-bert") == str(tmp_path / "my-bert")
+    with pytest.raises(FileNotFoundError, match=r"model 'nope': no such directory, nor models/nope, "
+                                                r"nor a known name \(all-MiniLM-L6-v2, "):
+        checkpoint.resolve_model_dir("nope")
+
+
+def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
+    path = str(tmp_path / "vectors.npz")
+    checkpoint.write_text_atomic(path, "old\n")
+    old_umask = os.umask(0o027)
+    try:
+        with checkpoint.atomic_file(path) as f:
+            f.write(b"new")
+            assert os.listdir(tmp_path) != ["vectors.npz"]  # written beside, not in place
+            with open(path, encoding="utf-8") as reader:
+                assert reader.read() == "old\n"
+    finally:
+        os.umask(old_umask)
+    with open(path, "rb") as f:
+        assert f.read() == b"new"
+    assert os.stat(path).st_mode & 0o777 == 0o640  # as open() would make it under this umask, not 0600
+
+    with pytest.raises(KeyboardInterrupt):
+        with checkpoint.atomic_file(path, "w", encoding="utf-8") as f:
+            f.write("half")
+            raise KeyboardInterrupt
+    with open(path, "rb") as f:
+        assert f.read() == b"new"
+    assert os.listdir(tmp_path) == ["vectors.npz"]
+    with pytest.raises(ValueError, match="mode 'ab' must write a new file"):
+        with checkpoint.atomic_file(path, "ab"):
+            pass
+
+
+def test_a_missing_model_directory_is_named_as_missing(tmp_path):
+    missing = str(tmp_path / "no-such-model")
+    for load in (checkpoint.load_tokenizer, checkpoint.find_config, checkpoint.detect_format):
+        with pytest.raises(FileNotFoundError, match=rf"^model directory {re.escape(missing)} does not exist$"):
+            load(missing)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty: no vocab.txt in this model directory"):
+        checkpoint.load_tokenizer(str(tmp_path / "empty"))
+
+
+def test_an_interrupted_swap_is_finished_before_the_directory_is_used(tmp_path):
+    """atomic_dir replaces a run directory by two renames and then moves the old entries over; a
+    SIGKILL in any of those moments leaves pieces that recover_interrupted_writes puts back."""
+    def run_dir(root, *names):
+        os.makedirs(root)
+        for name in names:
+            (root / name).write_text(name)
+    # killed between the two renames: only run.old-<tmp> and the finished <tmp> remain
+    a = tmp_path / "a"
+    run_dir(a / "run.old-run.tmp-x1", "train_log.csv", "model.safetensors")
+    run_dir(a / "run.tmp-x1", "model.safetensors", "state.json")
+    (a / "run.tmp-x1" / "model.safetensors").write_text("new")
+    checkpoint.recover_interrupted_writes(str(a / "run"))
+    assert sorted(os.listdir(a)) == ["run"]
+    assert sorted(os.listdir(a / "run")) == ["model.safetensors", "state.json", "train_log.csv"]
+    assert (a / "run" / "model.safetensors").read_text() == "new"  # the newer checkpoint wins
+    # killed while moving the old entries over, inside a run directory: its resume/ mid-swap,
+    # a half-written temporary file and directory
+    b = tmp_path / "b" / "run"
+    run_dir(b, "train_log.csv", "curves.png.tmp-abc")
+    run_dir(b / "resume", "model.safetensors")
+    run_dir(b / "resume.old-resume.tmp-y2", "optimizer", "rng.npz")
+    run_dir(b / "resume.tmp-z3", "model.safetensors")  # a later save that never finished
+    checkpoint.recover_interrupted_writes(str(b))
+    assert sorted(os.listdir(b)) == ["resume", "train_log.csv"]
+    assert sorted(os.listdir(b / "resume")) == ["model.safetensors", "optimizer", "rng.npz"]
+    checkpoint.recover_interrupted_writes(str(tmp_path / "nothing"))  # nothing there: nothing to do
