@@ -33,7 +33,10 @@ import tiny_assets  # noqa: E402
 flow = backend.framework()
 ON_CPU = os.environ.get("GPU_TESTS_ON_CPU") == "1"
 HAVE_CUDA = flow.__name__ == "torch" and flow.cuda.is_available()
-ENV = dict(os.environ, BACKEND="torch", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+# the launcher's variables come from torchrun alone (importing OneFlow leaves RANK=-1 etc. in a process)
+ENV = {k: v for k, v in os.environ.items()
+       if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+ENV.update(BACKEND="torch", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
 LOSS_RTOL = 1e-4  # float32 on two devices, reductions in another order
 
 try:

@@ -24,6 +24,7 @@ import backend  # noqa: E402  (binds no framework until asked)
 import checkpoint  # noqa: E402
 import tiny_assets  # noqa: E402
 
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 SCRIPTS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "*.py")))
 
 
@@ -104,8 +105,10 @@ def serve(out, sst2, torch_flag):
 
 
 def test_every_stage_runs_without_importing_oneflow_or_tensorflow(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    env.pop("BACKEND", None)  # the default backend is oneflow: --backend torch alone must keep it away
+    # a user's shell: no BACKEND (the default is oneflow: --backend torch alone must keep it away), and
+    # none of the launcher variables that importing OneFlow leaves in this process (RANK=-1, ...)
+    env = {k: v for k, v in os.environ.items() if k not in ("BACKEND",) + LAUNCHER_VARIABLES}
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     done = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "test_torch_only.py"), str(tmp_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
