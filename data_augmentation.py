@@ -693,8 +693,9 @@ def parse_args(argv=None):
 
 
 def parse_shard(parser, text):
-    if text is None:
-        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if text is None:  # under a launcher; a lone process may still carry RANK=-1 (importing OneFlow sets it)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return (int(os.environ["RANK"]), world) if world > 1 else (0, 1)
     try:
         shard, shards = (int(x) for x in text.split("/"))
     except ValueError:

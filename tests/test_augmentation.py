@@ -349,6 +349,8 @@ def test_shards_merge_into_the_single_process_file(tmp_path, mlm_dir, glove_path
     """Three processes (--shard I/3, or RANK/WORLD_SIZE under a launcher), each resumable, write the
     bytes one process writes; the last to finish merges, in example order."""
     task_slice(tmp_path, "SST-2", 11)
+    monkeypatch.setenv("RANK", "-1")  # what importing OneFlow leaves in a lone process: not a shard
+    monkeypatch.setenv("WORLD_SIZE", "1")
     whole = read(run(mlm_dir, glove_path, tmp_path, "SST-2", "--chunk_examples", "2", "--output",
                      str(tmp_path / "whole.tsv")))
     out = tmp_path / "sharded.tsv"
