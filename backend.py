@@ -248,3 +248,51 @@ def distributed(gpu=True, timeout_s=1800):
         raise BackendError(f"WORLD_SIZE={world} but OneFlow sees {flow.env.get_world_size()} processes: "
                            "start OneFlow jobs with `python -m oneflow.distributed.launch`")
     return Distributed(flow, rank, world, local_rank), dev
+
+
+# ----------------------------------------------------------------------------------------------
+# OneFlow 0.9 on GPUs newer than its binary
+# ----------------------------------------------------------------------------------------------
+# The compute capabilities OneFlow 0.9.0's PyPI wheel (CUDA 11.7) has machine code for: the cubins in
+# the .nv_fatbin sections of liboneflow, libcutlass and its NCCL 2.12. None of the three carries the
+# PTX that a driver could compile for a newer GPU (only the fused fp16 attention kernels hold their own
+# sm_80/86/89 code). A cubin runs on its major version from its minor up: 8.6 code serves an 8.9 GPU.
+ONEFLOW_09_ARCHS = ((6, 0), (6, 1), (7, 0), (7, 5), (8, 0), (8, 6))
+_warned_gpus = set()
+
+
+def oneflow_gpu_advice(capability, gpu_name="this GPU", oneflow_version="0.9.0"):
+    """What to expect from OneFlow on a GPU of compute `capability` (major, minor) and what to set;
+    None where the OneFlow 0.9.0 wheel has machine code for it."""
+    major, minor = capability
+    if oneflow_version == "0.9.0" and any(m == major and n <= minor for m, n in ONEFLOW_09_ARCHS):
+        return None
+    built = ", ".join(f"{m}.{n}" for m, n in ONEFLOW_09_ARCHS)
+    if oneflow_version == "0.9.0":
+        expect = (f"OneFlow 0.9.0's wheel has machine code for compute capability {built} and no PTX for the "
+                  f"driver to compile, so its kernels have nothing to run on {gpu_name} ({major}.{minor}): expect "
+                  "'no kernel image is available for execution on the device' at the first GPU operation (OneFlow's "
+                  "own warning adds that it may instead hang for a long time).")
+    else:
+        expect = (f"OneFlow {oneflow_version} may lack machine code for {gpu_name} ({major}.{minor}): if it carries "
+                  "PTX, the driver compiles every kernel it loads at the first start, which can take many minutes; "
+                  "if not, expect 'no kernel image is available for execution on the device'.")
+    return (f"{expect} Use --backend torch (PyTorch's CUDA wheels carry code for this GPU), or a OneFlow built for "
+            f"it (CMAKE_CUDA_ARCHITECTURES={major}{minor}). A build that runs from PTX compiles at every start unless "
+            "the driver's cache keeps the result: before starting, export CUDA_CACHE_MAXSIZE=4294967296 (4 GiB, the "
+            "largest allowed; the default is too small for a framework's kernels, so they are compiled again each "
+            "time), CUDA_CACHE_PATH=<a persistent, writable directory> (default ~/.nv/ComputeCache; containers "
+            "often lose it) and leave CUDA_CACHE_DISABLE unset; CUDA_MODULE_LOADING=LAZY compiles only the kernels "
+            "a run uses instead of all of them at start-up.")
+
+
+def warn_oneflow_gpu(flow, device_index=0):
+    """On OneFlow on CUDA, print oneflow_gpu_advice for the GPU in use, once per GPU and process."""
+    if flow.__name__ != "oneflow" or device_index in _warned_gpus or not flow.cuda.is_available():
+        return None
+    _warned_gpus.add(device_index)
+    advice = oneflow_gpu_advice(tuple(flow.cuda.get_device_capability(device_index)),
+                                flow.cuda.get_device_name(device_index), getattr(flow, "__version__", "0.9.0"))
+    if advice:
+        print(f"warning: {advice}", file=sys.stderr)
+    return advice

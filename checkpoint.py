@@ -78,8 +78,10 @@ def load_tokenizer(model_dir, do_lower_case=None):
     if do_lower_case is None:
         do_lower_case = _lower_case_of(model_dir, vocab)
     # transformers 5 takes the vocabulary as `vocab=`; given `vocab_file=` it silently builds an
-    # empty vocabulary and every word becomes [UNK].
-    return BertTokenizerFast(vocab=vocab, do_lower_case=do_lower_case)
+    # empty vocabulary and every word becomes [UNK]. transformers 4 knows only `vocab_file=`.
+    import inspect
+    takes_vocab = "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters
+    return BertTokenizerFast(**{"vocab" if takes_vocab else "vocab_file": vocab}, do_lower_case=do_lower_case)
 
 
 def _lower_case_of(model_dir, vocab_path):
@@ -496,9 +498,19 @@ def _read_oneflow_save(model_dir, config):
 
 
 # -- TensorFlow checkpoints ---------------------------------------------------------------------
+TF_MISSING = ("TensorFlow is needed to read or write TensorFlow checkpoints (convert_bert_pytorch_checkpoint_to_"
+              "original_tf.py, convert_tf_ckpt_to_of.py, and model directories holding a TF checkpoint) and is not "
+              "installed here ({error}): `bash setup_env.sh` makes the full environment (Python 3.10, "
+              "requirements.txt, TensorFlow-CPU 2.15), or `pip install tensorflow-cpu` into this one; or skip the "
+              "conversion: every stage reads a PyTorch model directory (pytorch_model.bin, model.safetensors) as it is")
+
+
 def _tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter is no use here
-    import tensorflow as tf
+    try:
+        import tensorflow as tf
+    except ImportError as e:  # a torch-only install (requirements-torch.txt) has no TensorFlow
+        raise ImportError(TF_MISSING.format(error=e)) from e
     return tf
 
 
@@ -630,7 +642,9 @@ FORMAT_HINTS = {
 # ----------------------------------------------------------------------------------------------
 def save_safetensors(state, directory):
     from safetensors.numpy import save_file
-    save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, os.path.join(directory, SAFETENSORS_NAME))
+    # {"format": "pt"}: PyTorch's names and layouts, which transformers 4.x requires to load the file
+    save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, os.path.join(directory, SAFETENSORS_NAME),
+              metadata={"format": "pt"})
 
 
 def save_tf_checkpoint(tf_state, directory, prefix=TF_PREFIX):
@@ -665,7 +679,13 @@ def oneflow_state_keys(state):
 
 def save_oneflow(state, directory):
     """oneflow.save of the model's state dict into `directory` (a plain oneflow.load reads it back)."""
-    flow = backend.framework("oneflow")
+    try:
+        flow = backend.framework("oneflow")
+    except ImportError as e:
+        raise ImportError(f"writing a oneflow.save directory needs OneFlow, which is not usable here "
+                          f"({e.__cause__ or e}). `bash setup_env.sh` makes the full environment (Python 3.10, "
+                          "OneFlow 0.9.0, requirements.txt); a torch-only install does not need this step: every stage "
+                          "reads a PyTorch model directory (pytorch_model.bin, model.safetensors) as it is") from e
     flow.save({k: flow.tensor(np.ascontiguousarray(v)) for k, v in oneflow_state_keys(state).items()}, directory)
 
 

