@@ -22,6 +22,8 @@ Where this differs from the reference, and why:
   a rerun continues after the last complete example and the file takes its final name when complete.
   Every example draws from its own generator seeded by (--seed, row, column), so a resumed run writes
   the same bytes as an uninterrupted one.
+- a special token ([SEP], [UNK], ...) among the masked LM's predictions is dropped like a `##` piece:
+  the reference would write it into the sentence.
 - the default N is the task's in the reference (SST-2 and QNLI 20, MNLI and QQP 10, the others 30).
 - GloVe lines whose word holds spaces (glove.840B) are read, where the reference fails on them; such
   phrases are never candidates. The file is parsed once and cached beside it (`FILE.100000.npz`).
@@ -360,6 +362,8 @@ class Augmentor:
         self.batch_tokens, self.reference_mode, self.cache_size = batch_tokens, reference_mode, cache_size
         self.special = dict(cls=tokenizer.cls_token_id, sep=tokenizer.sep_token_id,
                             mask=tokenizer.mask_token_id, pad=tokenizer.pad_token_id)
+        # a masked LM whose head saw little text predicts [SEP] or [UNK] for a word; never a replacement
+        self._special_tokens = frozenset(tokenizer.all_special_tokens)
         self.stats = collections.Counter()  # words by kind, truncated sentences
         self.clear_caches()
 
@@ -448,7 +452,9 @@ class Augmentor:
             return flow.topk(logits, self.M, dim=1)[1].cpu().numpy()
 
     def _tokens(self, ids):
-        return [t for t in self.tokenizer.convert_ids_to_tokens([int(i) for i in ids]) if not t.startswith("##")]
+        special = self._special_tokens
+        return [t for t in self.tokenizer.convert_ids_to_tokens([int(i) for i in ids])
+                if not t.startswith("##") and t not in special]
 
     # -- the reference's procedure ------------------------------------------------------------------
     def reference_candidates(self, text):

@@ -338,3 +338,39 @@ def test_oneflow_gives_the_reference_candidates(modeling_for, mlm_dir, tokenizer
     ours = da_of.Augmentor(model, tokenizer, da.load_glove(glove_path, 0)).candidates(sentences[:12])
     theirs = augmentor(mlm_dir, tokenizer, glove_path, double=True, reference_mode=True).candidates(sentences[:12])
     assert ours == theirs
+
+
+def test_a_masked_lm_saved_by_transformers_loads_and_predicts_alike(tmp_path, capsys):
+    """transformers' BertForMaskedLM is saved without a pooler and with the output bias twice
+    (cls.predictions.bias and its tie cls.predictions.decoder.bias): augmentation needs no pooler."""
+    import torch
+    import transformers
+    import modeling
+    torch.manual_seed(0)
+    hf = transformers.BertForMaskedLM(transformers.BertConfig(**tiny_config_dict())).eval()
+    with torch.no_grad():
+        hf.cls.predictions.bias.normal_()  # not zeros: a bias lost on the way would show
+    hf.save_pretrained(str(tmp_path))
+    saved = checkpoint.load_state_dict(str(tmp_path))
+    assert not any(k.startswith("bert.pooler.") for k in saved)  # the layout this test is about
+    model = da.load_masked_lm(str(tmp_path), "cpu")
+    ids, types, mask = (np.array(a) for a in ([[2, 5, 9, 4, 3, 0], [2, 7, 1, 3, 0, 0]], [[0] * 6] * 2,
+                                              [[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]]))
+    t = lambda a: flow.tensor(a, dtype=flow.int64)
+    with flow.no_grad():
+        ours = model(t(ids), t(types), t(mask)).cpu().numpy()
+    with torch.no_grad():
+        theirs = hf(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(types),
+                    attention_mask=torch.tensor(mask)).logits.numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    modeling.BertForMaskedLM.from_pretrained(str(tmp_path))  # verbose: the pooler is reported, not hidden
+    assert "bert.pooler.dense.weight, bert.pooler.dense.bias" in capsys.readouterr().out
+    saved["cls.predictions.decoder.bias"] = saved["cls.predictions.bias"] + 1
+    with pytest.raises(ValueError, match="decoder.bias differs from cls.predictions.bias"):
+        model.load_numpy_state_dict(saved, source="two biases")
+
+
+def test_special_tokens_are_never_candidates(mlm_dir, tokenizer, glove_path):
+    aug = augmentor(mlm_dir, tokenizer, glove_path)
+    sep, unk, word = tokenizer.sep_token_id, tokenizer.unk_token_id, tokenizer.convert_tokens_to_ids("film")
+    assert aug._tokens([sep, word, unk, tokenizer.convert_tokens_to_ids("##s")]) == ["film"]
