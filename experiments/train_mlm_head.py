@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # demo_assets, also when imported by a test
 import backend  # noqa: E402
 
 backend.use("torch")  # bf16 autocast on the CPU is what makes this minutes; the output is safetensors
@@ -74,7 +75,13 @@ def chunk_ids(tokenizer, paragraphs, max_len, min_pieces=8):
     return rows
 
 
-def mask_rows(rows, rng, vocab_size, mask_id, prob=0.15):
+def replacement_ids(tokenizer):
+    """Ids a masked piece may be swapped for: every entry but [CLS], [MASK], [unused12] and the like."""
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer.get_vocab()))))
+    return np.array([i for i, t in enumerate(vocab) if not (t.startswith("[") and t.endswith("]"))], np.int64)
+
+
+def mask_rows(rows, rng, replacements, mask_id, prob=0.15):
     """BERT's masking of each row (never [CLS]/[SEP], at least one piece): the masked ids and the
     (row, position, original id) of every masked piece."""
     masked, targets = [], []
@@ -87,7 +94,7 @@ def mask_rows(rows, rng, vocab_size, mask_id, prob=0.15):
         fate = rng.random(n)
         row[chosen[fate < 0.8]] = mask_id
         swap = chosen[(fate >= 0.8) & (fate < 0.9)]
-        row[swap] = rng.integers(999, vocab_size, len(swap))  # past [unused]/special entries of BERT vocabularies
+        row[swap] = rng.choice(replacements, len(swap))
         masked.append(row)
     return masked, np.array(targets, np.int64).reshape(-1, 3)
 
@@ -200,10 +207,10 @@ def main(args):
     order = np.random.default_rng(args.seed).permutation(len(paragraphs))
     heldout = [paragraphs[i] for i in order[:args.heldout]]
     train = [paragraphs[i] for i in order[args.heldout:]][:args.max_paragraphs or None]
-    vocab_size = model.config.vocab_size
+    replacements = replacement_ids(tokenizer)
     rng = np.random.default_rng(args.seed + 1)
     keep_sequences = args.unfreeze_layers > 0
-    eval_rows, eval_targets = mask_rows(chunk_ids(tokenizer, heldout, args.max_seq_length), rng, vocab_size,
+    eval_rows, eval_targets = mask_rows(chunk_ids(tokenizer, heldout, args.max_seq_length), rng, replacements,
                                         tokenizer.mask_token_id, args.mask_prob)
     eval_set = Cached(model, eval_rows, eval_targets, frozen, keep_sequences, 64, autocast)
     before = evaluate(model, eval_set, trainable_layers, autocast)
@@ -212,7 +219,7 @@ def main(args):
 
     train_rows = chunk_ids(tokenizer, train, args.max_seq_length)
     started = time.time()
-    patterns = [Cached(model, *mask_rows(train_rows, rng, vocab_size, tokenizer.mask_token_id, args.mask_prob),
+    patterns = [Cached(model, *mask_rows(train_rows, rng, replacements, tokenizer.mask_token_id, args.mask_prob),
                        frozen, keep_sequences, args.batch_size, autocast) for _ in range(args.mask_patterns)]
     encode_seconds = time.time() - started
     steps = args.epochs * len(patterns[0].batches)
@@ -233,7 +240,7 @@ def main(args):
             schedule.step()
             optimizer.zero_grad()
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
     bar.close()
     train_seconds = time.time() - started
     after = evaluate(model, eval_set, trainable_layers, autocast)
