@@ -1,8 +1,12 @@
-"""experiments/train_mlm_head.py: BERT's masking, and a head trained on a frozen encoder that predicts
-held-out words it could not before, written as a masked LM data augmentation loads."""
+"""experiments/: train_mlm_head.py (BERT's masking; a head trained on a frozen encoder predicts held-out
+words it could not before, written as a masked LM data augmentation loads) and summarize.py --ablation
+(the arms' table from their own output files)."""
 import importlib.util
+import csv
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -79,3 +83,39 @@ def test_trained_head_predicts_held_out_words(tmp_path, capsys):
         logits = model(torch.tensor([ids]))[0, position]
     assert "music" in tokenizer.convert_ids_to_tokens(logits.topk(3).indices.tolist())
     assert set(head.replacement_ids(tokenizer)) == set(range(6, len(vocab)))
+
+
+def fake_run(root, name, accuracy=None, seconds=60.0, speed=500.0, parameters=13_200_000):
+    """A finished stage as task_distill.py leaves it: train_log.csv, and results_eval.json if last."""
+    os.makedirs(os.path.join(root, "runs", name))
+    with open(os.path.join(root, "runs", name, "train_log.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "train_seconds", "dev_acc"])
+        w.writerow([10, seconds / 2, "" if accuracy is None else accuracy - 0.05])
+        w.writerow([20, seconds, "" if accuracy is None else accuracy])
+    if accuracy is not None:
+        with open(os.path.join(root, "runs", name, "results_eval.json"), "w") as f:
+            json.dump({"accuracy": accuracy, "parameters": parameters, "reasoningTime": speed}, f)
+
+
+def test_ablation_table_reads_every_finished_arm_and_names_the_rest(tmp_path):
+    root = str(tmp_path)
+    fake_run(root, "teacher", 0.85, seconds=600, speed=50, parameters=22_700_000)
+    fake_run(root, "a_s42", 0.75, seconds=120)
+    fake_run(root, "a_s43", 0.77, seconds=180)
+    fake_run(root, "d_s42_tmp", seconds=300)
+    fake_run(root, "d_s42", 0.83, seconds=240, speed=400)
+    fake_run(root, "d_s43_tmp", seconds=300)  # stage 2 of seed 43 has not finished: not a row
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "summarize.py"), "--ablation", root],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in done.stdout.splitlines() if line.startswith("| ") and "%" in line}
+    assert set(rows) == {"teacher", "a", "d"}
+    assert rows["a"][2] == "76.0% (spread 2.0)" and rows["a"][3] == "42: 75.0, 43: 77.0"
+    assert rows["a"][4] == f"{76 / 85 * 100:.1f}%" and rows["a"][7] == "2.5 min"  # mean of 2 and 3 minutes
+    assert rows["d"][2] == "83.0%" and rows["d"][4] == f"{83 / 85 * 100:.1f}%" and rows["d"][7] == "9.0 min"
+    assert rows["d"][6] == "2.50" and rows["teacher"][6] == "20.00" and rows["teacher"][5] == "22.7M"
+    assert "not finished yet: b, c, e, d bf16" in done.stdout
+    assert open(os.path.join(root, "summary.md")).read().count("\n") == 5
+    assert os.path.getsize(os.path.join(root, "accuracy_vs_time.png")) > 1000
