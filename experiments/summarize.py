@@ -3,6 +3,7 @@
     python experiments/summarize.py experiments/out/sst2_cpu                 # the runs of sst2_cpu.sh
     python experiments/summarize.py ROOT --run "teacher=teacher" --run "student=stage1+stage2"
     python experiments/summarize.py --ablation /work/exp17                   # experiments/sst2_ablation.sh
+    python experiments/summarize.py /work/exp17/glue/SST-2 --aug_examples 5  # sentences before/after augmentation
 
 Each --run is LABEL=DIR[+DIR...] under ROOT: the stages whose train_log.csv add up to its training
 time; the last holds results_eval.json and the weights. The first run is the reference of the speed-up.
@@ -160,13 +161,43 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
+def aug_examples(task_dir, n=5, seed=0, min_words=6):
+    """A markdown table of n seeded-random training sentences (of min_words words or more) and the
+    first augmented sentence written after each in train_aug.tsv."""
+    import random
+    read = lambda name: open(os.path.join(task_dir, name), encoding="utf-8").read().splitlines()[1:]
+    train, aug = read("train.tsv"), read("train_aug.tsv")
+    groups, i = [], 0
+    for row in aug:  # originals come in train.tsv's order, each followed by its variants
+        if i < len(train) and row == train[i]:
+            groups.append([row])
+            i += 1
+        elif groups:
+            groups[-1].append(row)
+    if i != len(train):
+        sys.exit(f"{task_dir}: train_aug.tsv does not hold train.tsv's rows in order (matched {i} of {len(train)})")
+    text = lambda row: row.rsplit("\t", 1)[0].strip()
+    pool = [g for g in groups if len(g) > 1 and len(text(g[0]).split()) >= min_words]
+    lines = ["| training sentence | augmented |", "|---|---|"]
+    for g in random.Random(seed).sample(pool, min(n, len(pool))):
+        lines.append(f"| {text(g[0])} | {text(g[1])} |")
+    sizes = [len(g) - 1 for g in groups]
+    print("\n".join(lines))
+    print(f"\n{len(train)} sentences, {len(aug)} rows in train_aug.tsv, "
+          f"{sum(sizes) / len(sizes):.2f} new sentences per sentence")
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("root", nargs="?", default="experiments/out/sst2_cpu")
     p.add_argument("--run", action="append", help="LABEL=DIR[+DIR...] (default: the runs of sst2_cpu.sh)")
     p.add_argument("--ablation", action="store_true", help="ROOT is an experiments/sst2_ablation.sh output")
+    p.add_argument("--aug_examples", type=int, metavar="N",
+                   help="print N sentences of ROOT/train.tsv beside their first variant in ROOT/train_aug.tsv")
     args = p.parse_args()
-    if args.ablation:
+    if args.aug_examples:
+        aug_examples(args.root, args.aug_examples)
+    elif args.ablation:
         ablation(args.root)
     else:
         main(args.root, args.run or SST2_CPU_RUNS)

@@ -119,3 +119,18 @@ def test_ablation_table_reads_every_finished_arm_and_names_the_rest(tmp_path):
     assert "not finished yet: b, c, e, d bf16" in done.stdout
     assert open(os.path.join(root, "summary.md")).read().count("\n") == 5
     assert os.path.getsize(os.path.join(root, "accuracy_vs_time.png")) > 1000
+
+
+def test_aug_examples_pair_each_sentence_with_its_first_variant(tmp_path):
+    train = ["a fine and moving film about loss", "dull , dull , dull and long", "the cast is superb in every scene"]
+    variants = {0: ["a good and moving film about loss", "a fine and touching film about loss"], 1: [], 2: ["the cast is great in every scene"]}
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t1\n" for t in train))
+    rows = [r for i, t in enumerate(train) for r in [t] + variants[i]]
+    (tmp_path / "train_aug.tsv").write_text("sentence\tlabel\n" + "".join(f"{r}\t1\n" for r in rows))
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "summarize.py"), str(tmp_path),
+                           "--aug_examples", "5"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pairs = [line for line in done.stdout.splitlines() if line.startswith("| ") and "training" not in line]
+    assert sorted(pairs) == ["| a fine and moving film about loss | a good and moving film about loss |",
+                             "| the cast is superb in every scene | the cast is great in every scene |"]
+    assert "3 sentences, 6 rows in train_aug.tsv, 1.00 new sentences per sentence" in done.stdout
