@@ -8,7 +8,8 @@ where no BERT-base, masked LM or GloVe file can be downloaded.
 student: a randomly initialised TinyBERT directory sharing DIR's vocabulary.
 mlm:     a BertForMaskedLM with DIR's encoder and an *untrained* prediction head (identity transform,
          decoder tied to the word embeddings): it lets data augmentation run end to end, but its
-         word predictions are close to arbitrary. A real run uses bert-base-uncased.
+         word predictions are close to arbitrary. experiments/train_mlm_head.py trains this head
+         (what run_demo.sh does when a WikiText corpus is at hand); a real run uses bert-base-uncased.
 glove:   DIR's input embeddings of whole-word vocabulary entries, written as a GloVe text file.
 """
 import argparse
