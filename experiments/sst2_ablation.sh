@@ -23,6 +23,7 @@ TEACHER_EPOCHS=${TEACHER_EPOCHS:-2}
 STUDENT_EPOCHS=${STUDENT_EPOCHS:-3}   # each stage of distillation on the original data; arm a trains twice this
 AUG_EPOCHS=${AUG_EPOCHS:-1}           # each stage on the augmented data (arms d, e: it is AUG_N times larger)
 AUG_N=${AUG_N:-4}                     # augmented sentences tried per training sentence
+AUG_ARGS=${AUG_ARGS:-"--candidates words"}  # a briefly trained head predicts "the" and "," first: keep words
 STUDENT_LR=${STUDENT_LR:-1e-4}
 GD_EPOCHS=${GD_EPOCHS:-2}             # general distillation: passes over the corpus
 MLM_ARGS=${MLM_ARGS:-"--epochs 3 --unfreeze_layers 1"}
@@ -92,9 +93,10 @@ aug() {
   mlm
   [ -f "$OUT/glove_minilm.txt" ] || $PY experiments/demo_assets.py glove --from "$MINILM" --out "$OUT/glove_minilm.txt"
   if [ -f "$DATA/train_aug.tsv" ]; then log "aug: done"; return; fi
-  log "aug: data_augmentation.py --N $AUG_N"  # resumes a partial output by itself
+  log "aug: data_augmentation.py --N $AUG_N $AUG_ARGS"  # resumes a partial output by itself
+  # shellcheck disable=SC2086
   $PY data_augmentation.py --pretrained_bert_model "$OUT/mlm" --glove_embs "$OUT/glove_minilm.txt" \
-    --glue_dir "$OUT/glue" --task_name SST-2 --N "$AUG_N" --no-gpu --backend torch
+    --glue_dir "$OUT/glue" --task_name SST-2 --N "$AUG_N" --no-gpu --backend torch $AUG_ARGS
 }
 
 gd() {

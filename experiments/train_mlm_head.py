@@ -8,7 +8,9 @@ The head is BERT's cls.predictions: a dense transform, GELU, LayerNorm and an ou
 tied to the word embeddings, which stay frozen with the rest of the encoder (only the top
 --unfreeze_layers layers train). It starts as the demo's untrained head (identity transform, zero
 bias). Training text: WikiText paragraphs (default ../shared/corpus), cut into --max_seq_length pieces,
-15% of the word pieces masked as BERT does (80% [MASK], 10% a random piece, 10% kept).
+15% of the word pieces masked as BERT does (80% [MASK], 10% a random piece, 10% kept). --pair_input
+trains on the input data augmentation gives the masked LM, `[CLS] masked text [SEP] the text [SEP]`
+(the reference's, after BERT's habit of proposing the word and its near synonyms when it sees both).
 
 Why it takes minutes: the frozen lower layers run once per masking pattern (--mask_patterns), and
 their output is kept; every epoch after that runs only the trainable top. Held-out paragraphs
@@ -99,18 +101,27 @@ def mask_rows(rows, rng, replacements, mask_id, prob=0.15):
     return masked, np.array(targets, np.int64).reshape(-1, 3)
 
 
-def padded(rows):
+def as_pairs(masked, rows):
+    """data_augmentation.py's input: `[CLS] masked [SEP] original [SEP]`, the original as segment 1."""
+    return [np.concatenate([m, r[1:]]) for m, r in zip(masked, rows)], [len(m) for m in masked]
+
+
+def padded(rows, segment_starts=None):
+    """ids, attention mask, token types (1 from each row's segment start, if given)."""
     ids = np.zeros((len(rows), max(len(r) for r in rows)), np.int64)
+    types = np.zeros_like(ids)
     for i, r in enumerate(rows):
         ids[i, :len(r)] = r
-    return torch.from_numpy(ids), torch.from_numpy((ids != 0).astype(np.int64))
+        if segment_starts is not None:
+            types[i, segment_starts[i]:len(r)] = 1
+    return torch.from_numpy(ids), torch.from_numpy((ids != 0).astype(np.int64)), torch.from_numpy(types)
 
 
-def run_layers(model, ids, attention, layers, x=None):
+def run_layers(model, ids, attention, layers, x=None, types=None):
     """Hidden states after `layers` of the encoder, from the embeddings (x None) or from x."""
     bert = model.bert
     if x is None:
-        x = bert.embeddings(ids, torch.zeros_like(ids))
+        x = bert.embeddings(ids, types if types is not None else torch.zeros_like(ids))
     additive = (1.0 - attention[:, None, None, :].to(x.dtype)) * modeling.MASK_VALUE
     for layer in layers:
         x, _ = layer(x, additive, False)
@@ -120,8 +131,12 @@ def run_layers(model, ids, attention, layers, x=None):
 class Cached:
     """One masking pattern of the training rows, encoded by the frozen lower layers."""
 
-    def __init__(self, model, rows, targets, frozen, keep_sequences, batch_size, autocast):
+    def __init__(self, model, rows, targets, frozen, keep_sequences, batch_size, autocast, originals=None):
+        """originals: the unmasked rows, to encode `[CLS] masked [SEP] original [SEP]` pairs."""
         self.rows, self.targets, self.keep_sequences = rows, targets, keep_sequences
+        starts = None
+        if originals is not None:
+            rows, starts = as_pairs(rows, originals)
         self.hidden = []  # per batch: [B, L, H] bf16 (trainable layers follow) or [masked, H] (head only)
         self.batches = [list(range(i, min(i + batch_size, len(rows)))) for i in range(0, len(rows), batch_size)]
         by_row = np.searchsorted(targets[:, 0], np.arange(len(rows) + 1))
@@ -129,8 +144,8 @@ class Cached:
         layers = model.bert.encoder.layer[:frozen]
         with torch.no_grad(), autocast():
             for batch in tqdm(self.batches, desc="encode (frozen layers)", leave=False):
-                ids, att = padded([rows[i] for i in batch])
-                h = run_layers(model, ids, att, layers)
+                ids, att, types = padded([rows[i] for i in batch], None if starts is None else [starts[i] for i in batch])
+                h = run_layers(model, ids, att, layers, types=types)
                 if keep_sequences:
                     self.hidden.append((h.to(torch.bfloat16), att))
                 else:
@@ -210,17 +225,21 @@ def main(args):
     replacements = replacement_ids(tokenizer)
     rng = np.random.default_rng(args.seed + 1)
     keep_sequences = args.unfreeze_layers > 0
-    eval_rows, eval_targets = mask_rows(chunk_ids(tokenizer, heldout, args.max_seq_length), rng, replacements,
-                                        tokenizer.mask_token_id, args.mask_prob)
-    eval_set = Cached(model, eval_rows, eval_targets, frozen, keep_sequences, 64, autocast)
+    # a pair holds the text twice: each copy gets half the positions
+    row_len = (args.max_seq_length + 1) // 2 if args.pair_input else args.max_seq_length
+    heldout_rows = chunk_ids(tokenizer, heldout, row_len)
+    eval_rows, eval_targets = mask_rows(heldout_rows, rng, replacements, tokenizer.mask_token_id, args.mask_prob)
+    eval_set = Cached(model, eval_rows, eval_targets, frozen, keep_sequences, 64, autocast,
+                      heldout_rows if args.pair_input else None)
     before = evaluate(model, eval_set, trainable_layers, autocast)
     print(f"held-out ({len(heldout)} paragraphs, {before['masked_pieces']} masked pieces), untrained head: "
           f"top-1 {before['top1']:.1%}, top-15 {before['top15']:.1%}, loss {before['loss']:.2f}")
 
-    train_rows = chunk_ids(tokenizer, train, args.max_seq_length)
+    train_rows = chunk_ids(tokenizer, train, row_len)
     started = time.time()
     patterns = [Cached(model, *mask_rows(train_rows, rng, replacements, tokenizer.mask_token_id, args.mask_prob),
-                       frozen, keep_sequences, args.batch_size, autocast) for _ in range(args.mask_patterns)]
+                       frozen, keep_sequences, args.batch_size, autocast, train_rows if args.pair_input else None)
+                for _ in range(args.mask_patterns)]
     encode_seconds = time.time() - started
     steps = args.epochs * len(patterns[0].batches)
     # the unfrozen layers are pretrained: a gentler rate for them than for the new head
@@ -246,12 +265,12 @@ def main(args):
     after = evaluate(model, eval_set, trainable_layers, autocast)
     print(f"held-out, trained head: top-1 {after['top1']:.1%}, top-15 {after['top15']:.1%}, loss {after['loss']:.2f} "
           f"({len(train)} paragraphs, {len(train_rows)} rows, {args.epochs} epoch(s), {steps} steps, "
-          f"{args.unfreeze_layers} layer(s) unfrozen, {args.dtype}, {train_seconds / 60:.1f} min of which "
+          f"{args.unfreeze_layers} layer(s) unfrozen, {'pair' if args.pair_input else 'single'} input, {args.dtype}, {train_seconds / 60:.1f} min of which "
           f"{encode_seconds / 60:.1f} encoding)")
     model.save_pretrained(args.out, vocab_file=checkpoint.find_vocab(model_dir))
     results = {"untrained": before, "trained": after, "train_paragraphs": len(train), "train_rows": len(train_rows),
                "heldout_paragraphs": len(heldout), "epochs": args.epochs, "steps": steps,
-               "unfreeze_layers": args.unfreeze_layers, "mask_patterns": args.mask_patterns, "lr": args.lr,
+               "unfreeze_layers": args.unfreeze_layers, "pair_input": args.pair_input, "mask_patterns": args.mask_patterns, "lr": args.lr,
                "layer_lr": args.layer_lr, "batch_size": args.batch_size, "max_seq_length": args.max_seq_length, "dtype": args.dtype,
                "threads": torch.get_num_threads(), "train_seconds": round(train_seconds, 1),
                "encode_seconds": round(encode_seconds, 1), "model": str(model_dir)}
@@ -280,6 +299,8 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--max_seq_length", type=int, default=64)
     p.add_argument("--mask_prob", type=float, default=0.15)
+    p.add_argument("--pair_input", action="store_true",
+                   help="train on data_augmentation.py's input, [CLS] masked text [SEP] the text [SEP]")
     p.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16", help="autocast dtype of the matmuls")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=42)

@@ -41,6 +41,10 @@ def test_masking_is_berts():
     assert 0.76 < np.mean(now == 103) < 0.84
     kept = np.mean(now == targets[:, 2])
     assert 0.07 < kept < 0.13  # 10% kept (a random piece rarely draws the same id)
+    pairs, starts = head.as_pairs(masked[:2], [np.array(r) for r in rows[:2]])
+    ids, attention, types = head.padded(pairs, starts)
+    assert ids.shape == (2, 79) and (ids[:, 40:].numpy() == np.array(rows[:2])[:, 1:]).all()
+    assert (types.numpy() == (np.arange(79) >= 40)).all() and attention.numpy().all()
     chosen = np.zeros((500, 40), bool)
     chosen[targets[:, 0], targets[:, 1]] = True
     assert (np.array(masked)[~chosen] == np.array(rows)[~chosen]).all()
