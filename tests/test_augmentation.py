@@ -374,3 +374,21 @@ def test_special_tokens_are_never_candidates(mlm_dir, tokenizer, glove_path):
     aug = augmentor(mlm_dir, tokenizer, glove_path)
     sep, unk, word = tokenizer.sep_token_id, tokenizer.unk_token_id, tokenizer.convert_tokens_to_ids("film")
     assert aug._tokens([sep, word, unk, tokenizer.convert_tokens_to_ids("##s")]) == ["film"]
+
+
+def test_candidates_words_keeps_only_words_and_reads_deeper(mlm_dir, tokenizer, glove_path, sentences):
+    anything = augmentor(mlm_dir, tokenizer, glove_path, double=True)
+    words_only = augmentor(mlm_dir, tokenizer, glove_path, double=True, candidates="words")
+    ids = tokenizer.convert_tokens_to_ids(["the", ",", "film", "##s", "movie", "[SEP]", "of", "actor"])
+    assert anything._tokens(ids) == ["the", ",", "film", "movie", "of", "actor"]
+    assert words_only._tokens(ids) == ["film", "movie", "actor"]
+    ours = words_only.candidates(sentences[:6])
+    theirs = augmentor(mlm_dir, tokenizer, glove_path, double=True, candidates="words",
+                       reference_mode=True).candidates(sentences[:6])
+    assert ours == theirs  # the batched and the one-word-at-a-time procedures still agree
+    # the masked LM's lists (GloVe's are not filtered): 15 words each, read from the top 60
+    mlm = [c for words, cands in ours for w, c in cands.items()
+           if tokenizer.convert_tokens_to_ids(words[w]) != tokenizer.unk_token_id and c != [words[w]]]
+    assert len(mlm) > 20 and all(len(c) == 15 and all(da.is_candidate_word(x) for x in c) for c in mlm)
+    with pytest.raises(da.AugmentError, match="candidates='all'"):
+        augmentor(mlm_dir, tokenizer, glove_path, candidates="all")
