@@ -640,8 +640,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pretrained_bert_model", required=True, help="BertForMaskedLM model directory (e.g. bert-base-uncased)")
     p.add_argument("--glove_embs", required=True, help="GloVe text file (e.g. glove.840B.300d.txt)")
-    p.add_argument("--glue_dir", required=True, help="GLUE data directory (one folder per task)")
-    p.add_argument("--task_name", required=True, help="GLUE task: " + ", ".join(glue.PROCESSORS))
+    p.add_argument("--glue_dir", help="GLUE data directory (one folder per task)")
+    p.add_argument("--task_name", help="GLUE task: " + ", ".join(glue.PROCESSORS))
+    p.add_argument("--show_candidates", metavar="TEXT", action="append",
+                   help="print each word's candidates in TEXT and stop (to judge a masked LM); repeatable")
     p.add_argument("--N", type=int, help="sampling tries per sentence (default: the task's, as the reference: "
                    + ", ".join(f"{k} {v}" for k, v in TASK_N.items()) + f", others {DEFAULT_N})")
     p.add_argument("--M", type=int, default=15, help="candidates per word")
@@ -661,6 +663,8 @@ def parse_args(argv=None):
     p.add_argument("--restart", action="store_true", help="discard an interrupted run's partial output")
     backend.add_argument(p)
     args = p.parse_args(argv)
+    if not args.show_candidates and not (args.glue_dir and args.task_name):
+        p.error("--glue_dir and --task_name are required (unless --show_candidates)")
     for name in ("N", "M", "glove_vocab_size", "chunk_examples", "batch_tokens"):
         value = getattr(args, name)
         if value is not None and value < (0 if name in ("N", "glove_vocab_size") else 1):
@@ -678,8 +682,23 @@ def run_settings(args, processor, train_path):
             "reference_mode": args.reference_mode, "candidates": args.candidates}
 
 
+def show_candidates(args):
+    device = backend.device(args.gpu)
+    tokenizer = checkpoint.load_tokenizer(args.pretrained_bert_model)
+    augmentor = Augmentor(load_masked_lm(args.pretrained_bert_model, device), tokenizer,
+                          load_glove(args.glove_embs, args.glove_vocab_size), args.M, device,
+                          reference_mode=args.reference_mode, candidates=args.candidates)
+    for words, cands in augmentor.candidates(args.show_candidates):
+        print(" ".join(words))
+        for w, found in cands.items():
+            print(f"  {words[w]}: {', '.join(found)}")
+    return args.show_candidates
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.show_candidates:
+        return show_candidates(args)
     processor = glue.get_processor(args.task_name)
     task_dir = os.path.join(args.glue_dir, processor.dir_name)
     train_path = processor.split_path(task_dir, "train")

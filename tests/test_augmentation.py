@@ -392,3 +392,15 @@ def test_candidates_words_keeps_only_words_and_reads_deeper(mlm_dir, tokenizer, 
     assert len(mlm) > 20 and all(len(c) == 15 and all(da.is_candidate_word(x) for x in c) for c in mlm)
     with pytest.raises(da.AugmentError, match="candidates='all'"):
         augmentor(mlm_dir, tokenizer, glove_path, candidates="all")
+
+
+def test_show_candidates_prints_each_words_list(mlm_dir, glove_path, tokenizer, capsys):
+    text = "a gorgeous , witty , seductive movie"
+    da.main(["--pretrained_bert_model", mlm_dir, "--glove_embs", glove_path, "--show_candidates", text,
+             "--backend", "torch", "--no-gpu"])
+    lines = capsys.readouterr().out.splitlines()
+    words, cands = augmentor(mlm_dir, tokenizer, glove_path).candidates([text])[0]
+    assert lines[0] == " ".join(words)
+    assert lines[1:] == [f"  {words[w]}: {', '.join(c)}" for w, c in cands.items()] and len(lines) == 5
+    with pytest.raises(SystemExit):
+        da.parse_args(["--pretrained_bert_model", mlm_dir, "--glove_embs", glove_path])  # nothing to do
