@@ -76,9 +76,15 @@ def plot(curves, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
+    colors, styles = {}, {}
     for label, points in curves.items():
+        group = label.split(" (seed")[0]  # the seeds of one arm share a colour, each its own line style
+        colors.setdefault(group, f"C{len(colors)}")
+        style = ["-", "--", ":", "-."][styles.setdefault(group, -1) + 1 & 3]
+        styles[group] += 1
         if points:
-            ax.plot([s / 60 for s, _ in points], [a * 100 for _, a in points], marker=".", label=label)
+            ax.plot([s / 60 for s, _ in points], [a * 100 for _, a in points], marker=".", label=label,
+                    color=colors[group], linestyle=style)
     ax.set_xlabel("training time (minutes, this CPU)")
     ax.set_ylabel("dev accuracy (%)")
     ax.grid(alpha=0.3)
