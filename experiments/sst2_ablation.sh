@@ -7,6 +7,7 @@
 #   d  c on augmented data (a masked-LM head trained by experiments/train_mlm_head.py + MiniLM-embedding GloVe)
 #   e  d with stage 2 only
 #   d_bf16  d with --teacher_dtype bf16
+#   d_long  d with LONG_EPOCHS of stage 2 (from d's stage-1 student): does more time on the augmented data pay?
 # Every step is skipped when its output exists, and an interrupted training step resumes: rerunning
 # this script continues where it stopped. ARMS picks and orders the runs (the decisive ones first).
 #   OUT=/work/exp17 bash experiments/sst2_ablation.sh            # run or continue everything
@@ -22,13 +23,14 @@ MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-64}
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-2}
 STUDENT_EPOCHS=${STUDENT_EPOCHS:-3}   # each stage of distillation on the original data; arm a trains twice this
 AUG_EPOCHS=${AUG_EPOCHS:-1}           # each stage on the augmented data (arms d, e: it is AUG_N times larger)
+LONG_EPOCHS=${LONG_EPOCHS:-3}         # stage 2 of arm d_long
 AUG_N=${AUG_N:-4}                     # augmented sentences tried per training sentence
 AUG_ARGS=${AUG_ARGS:-"--candidates words"}  # a briefly trained head predicts "the" and "," first: keep words
 STUDENT_LR=${STUDENT_LR:-1e-4}
 GD_EPOCHS=${GD_EPOCHS:-2}             # general distillation: passes over the corpus
 MLM_ARGS=${MLM_ARGS:-"--pair_input --unfreeze_layers 2 --layer_lr 5e-4 --epochs 1"}
 SEEDS=${SEEDS:-"42 43"}               # arms a and d; the others run with the first seed
-ARMS=${ARMS:-"teacher a mlm aug gd d a2 d2 c b e d_bf16"}
+ARMS=${ARMS:-"teacher a mlm aug gd d a2 d2 c b e d_bf16 d_long"}
 EVAL_STEP=${EVAL_STEP:-250}           # dev evaluations (points of the plot) every this many steps
 THREADS=${THREADS:-1}
 
@@ -151,7 +153,11 @@ for arm in $ARMS; do
        distill "d_bf16_s${seeds[0]}" --pred_distill --aug_train --teacher_dtype bf16 \
          --teacher_model "$OUT/runs/teacher" --student_model "$OUT/runs/d_bf16_s${seeds[0]}_tmp" \
          --num_train_epochs "$AUG_EPOCHS" --learning_rate "$STUDENT_LR" --seed "${seeds[0]}" --serve_for_online ;;
-    *) echo "unknown arm $arm (ARMS: teacher a mlm aug gd d a2 d2 c b e d_bf16)" >&2; exit 2 ;;
+    d_long) gd; aug; tinybert "d_s${seeds[0]}" "$OUT/general" --aug_train "$AUG_EPOCHS" "${seeds[0]}"
+       distill "d_long_s${seeds[0]}" --pred_distill --aug_train --teacher_model "$OUT/runs/teacher" \
+         --student_model "$OUT/runs/d_s${seeds[0]}_tmp" --num_train_epochs "$LONG_EPOCHS" --learning_rate "$STUDENT_LR" \
+         --seed "${seeds[0]}" --serve_for_online ;;
+    *) echo "unknown arm $arm (ARMS: teacher a mlm aug gd d a2 d2 c b e d_bf16 d_long)" >&2; exit 2 ;;
   esac
 done
 log "summary"

@@ -103,6 +103,7 @@ ABLATION_ARMS = [
     ("d", "c on augmented data", "d_s{s}_tmp+d_s{s}"),
     ("e", "d with stage 2 only", "e_s{s}"),
     ("d bf16", "d with --teacher_dtype bf16", "d_bf16_s{s}_tmp+d_bf16_s{s}"),
+    ("d long", "d with 3 epochs of stage 2", "d_s{s}_tmp+d_long_s{s}"),
 ]
 
 
