@@ -120,7 +120,7 @@ def test_ablation_table_reads_every_finished_arm_and_names_the_rest(tmp_path):
     assert rows["a"][4] == f"{76 / 85 * 100:.1f}%" and rows["a"][7] == "2.5 min"  # mean of 2 and 3 minutes
     assert rows["d"][2] == "83.0%" and rows["d"][4] == f"{83 / 85 * 100:.1f}%" and rows["d"][7] == "9.0 min"
     assert rows["d"][6] == "2.50" and rows["teacher"][6] == "20.00" and rows["teacher"][5] == "22.7M"
-    assert "not finished yet: b, c, e, d bf16" in done.stdout
+    assert "not finished yet: b, c, e, d bf16, d long" in done.stdout
     assert open(os.path.join(root, "summary.md")).read().count("\n") == 5
     assert os.path.getsize(os.path.join(root, "accuracy_vs_time.png")) > 1000
 
