@@ -22,6 +22,10 @@ Where this differs from the reference, and why:
   a rerun continues after the last complete example and the file takes its final name when complete.
   Every example draws from its own generator seeded by (--seed, row, column), so a resumed run writes
   the same bytes as an uninterrupted one.
+- a special token ([SEP], [UNK], ...) among the masked LM's predictions is dropped like a `##` piece:
+  the reference would write it into the sentence.
+- `--candidates words` keeps only masked-LM predictions that are themselves candidate words (letters,
+  not stop words): for a weak masked LM, whose top predictions are mostly "the", "," and ".".
 - the default N is the task's in the reference (SST-2 and QNLI 20, MNLI and QQP 10, the others 30).
 - GloVe lines whose word holds spaces (glove.840B) are read, where the reference fails on them; such
   phrases are never candidates. The file is parsed once and cached beside it (`FILE.100000.npz`).
@@ -68,6 +72,12 @@ DEFAULT_N = 30
 # length: with 64 SST-2 examples a 4096-token batch was 36% padding, with 256 and 2048 tokens 3%.
 CPU_BATCHING = (256, 2048)
 GPU_BATCHING = (1024, 32768)
+
+
+# Which masked-LM predictions may replace a word: "any" (the reference: all but ## pieces), or "words"
+# (only what is itself a candidate word: letters, not a stop word), for a masked LM whose top
+# predictions are mostly "the", "," and "." (a head trained briefly, see experiments/train_mlm_head.py).
+CANDIDATE_KINDS = ("any", "words")
 
 
 class AugmentError(ValueError):
@@ -349,7 +359,7 @@ class Augmentor:
     """Candidate words of sentences (batched, or the reference's way), and the sentences sampled from them."""
 
     def __init__(self, model, tokenizer, glove, M=15, device="cpu", batch_tokens=CPU_BATCHING[1],
-                 reference_mode=False, cache_size=100000):
+                 reference_mode=False, cache_size=100000, candidates="any"):
         check_vocabulary(model, tokenizer)
         self.model = model.eval()
         self.tokenizer, self.M, self.device = tokenizer, M, device
@@ -358,6 +368,12 @@ class Augmentor:
         self.batch_tokens, self.reference_mode, self.cache_size = batch_tokens, reference_mode, cache_size
         self.special = dict(cls=tokenizer.cls_token_id, sep=tokenizer.sep_token_id,
                             mask=tokenizer.mask_token_id, pad=tokenizer.pad_token_id)
+        # a masked LM whose head saw little text predicts [SEP] or [UNK] for a word; never a replacement
+        self._special_tokens = frozenset(tokenizer.all_special_tokens)
+        if candidates not in CANDIDATE_KINDS:
+            raise AugmentError(f"candidates={candidates!r}: expected one of {', '.join(CANDIDATE_KINDS)}")
+        self.only_words = candidates == "words"
+        self.top_k = 4 * M if self.only_words else M  # predictions read, so that M words are likely among them
         self.stats = collections.Counter()  # words by kind, truncated sentences
         self.clear_caches()
 
@@ -443,10 +459,12 @@ class Augmentor:
         t = lambda a: flow.tensor(a, dtype=flow.int64, device=self.device)
         with flow.no_grad():
             logits = self.model(t(ids), t(segments), t(mask), masked_positions=(t(rows), t(np.array(positions))))
-            return flow.topk(logits, self.M, dim=1)[1].cpu().numpy()
+            return flow.topk(logits, min(self.top_k, logits.shape[1]), dim=1)[1].cpu().numpy()
 
     def _tokens(self, ids):
-        return [t for t in self.tokenizer.convert_ids_to_tokens([int(i) for i in ids]) if not t.startswith("##")]
+        special = self._special_tokens
+        return [t for t in self.tokenizer.convert_ids_to_tokens([int(i) for i in ids])
+                if not t.startswith("##") and t not in special and (not self.only_words or is_candidate_word(t))][:self.M]
 
     # -- the reference's procedure ------------------------------------------------------------------
     def reference_candidates(self, text):
@@ -489,7 +507,7 @@ class Augmentor:
         with flow.no_grad():
             logits = self.model(t(self.tokenizer.convert_tokens_to_ids(tokens)), t(segments))  # [1, L, V]
             scores = logits[0, position].cpu().numpy()
-        return self._tokens(np.argsort(-scores, kind="stable")[:self.M])
+        return self._tokens(np.argsort(-scores, kind="stable")[:self.top_k])
 
 
 def check_vocabulary(model, tokenizer):
@@ -659,11 +677,15 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pretrained_bert_model", required=True, help="BertForMaskedLM model directory (e.g. bert-base-uncased)")
     p.add_argument("--glove_embs", required=True, help="GloVe text file (e.g. glove.840B.300d.txt)")
-    p.add_argument("--glue_dir", required=True, help="GLUE data directory (one folder per task)")
-    p.add_argument("--task_name", required=True, help="GLUE task: " + ", ".join(glue.PROCESSORS))
+    p.add_argument("--glue_dir", help="GLUE data directory (one folder per task)")
+    p.add_argument("--task_name", help="GLUE task: " + ", ".join(glue.PROCESSORS))
+    p.add_argument("--show_candidates", metavar="TEXT", action="append",
+                   help="print each word's candidates in TEXT and stop (to judge a masked LM); repeatable")
     p.add_argument("--N", type=int, help="sampling tries per sentence (default: the task's, as the reference: "
                    + ", ".join(f"{k} {v}" for k, v in TASK_N.items()) + f", others {DEFAULT_N})")
     p.add_argument("--M", type=int, default=15, help="candidates per word")
+    p.add_argument("--candidates", choices=CANDIDATE_KINDS, default="any",
+                   help="masked-LM predictions kept: any (the reference's) or words (letters, no stop words)")
     p.add_argument("--p", type=float, default=0.4, help="probability of replacing a word")
     p.add_argument("--glove_vocab_size", type=int, default=100000, help="GloVe rows to read (0: all)")
     p.add_argument("--output", help="default: train_aug.tsv beside train.tsv")
@@ -683,6 +705,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.shard, args.shards = parse_shard(p, args.shard)
     args.backend = backend.check_bound(args.backend, flow)
+    if not args.show_candidates and not (args.glue_dir and args.task_name):
+        p.error("--glue_dir and --task_name are required (unless --show_candidates)")
     for name in ("N", "M", "glove_vocab_size", "chunk_examples", "batch_tokens"):
         value = getattr(args, name)
         if value is not None and value < (0 if name in ("N", "glove_vocab_size") else 1):
@@ -693,8 +717,9 @@ def parse_args(argv=None):
 
 
 def parse_shard(parser, text):
-    if text is None:
-        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if text is None:  # under a launcher; a lone process may still carry RANK=-1 (importing OneFlow sets it)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return (int(os.environ["RANK"]), world) if world > 1 else (0, 1)
     try:
         shard, shards = (int(x) for x in text.split("/"))
     except ValueError:
@@ -709,11 +734,26 @@ def run_settings(args, processor, train_path):
     return {"task": processor.task, "train_sha256": file_digest(train_path),
             "model": os.path.abspath(args.pretrained_bert_model), "glove": os.path.abspath(args.glove_embs),
             "glove_vocab_size": args.glove_vocab_size, "N": args.N, "M": args.M, "p": args.p, "seed": args.seed,
-            "reference_mode": args.reference_mode}
+            "reference_mode": args.reference_mode, "candidates": args.candidates}
+
+
+def show_candidates(args):
+    device = backend.device(args.gpu)
+    tokenizer = checkpoint.load_tokenizer(args.pretrained_bert_model)
+    augmentor = Augmentor(load_masked_lm(args.pretrained_bert_model, device), tokenizer,
+                          load_glove(args.glove_embs, args.glove_vocab_size), args.M, device,
+                          reference_mode=args.reference_mode, candidates=args.candidates)
+    for words, cands in augmentor.candidates(args.show_candidates):
+        print(" ".join(words))
+        for w, found in cands.items():
+            print(f"  {words[w]}: {', '.join(found)}")
+    return args.show_candidates
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.show_candidates:
+        return show_candidates(args)
     processor = glue.get_processor(args.task_name)
     task_dir = os.path.join(args.glue_dir, processor.dir_name)
     train_path = processor.split_path(task_dir, "train")
@@ -730,7 +770,7 @@ def main(argv=None):
     model = load_masked_lm(args.pretrained_bert_model, device)
     glove = load_glove(args.glove_embs, args.glove_vocab_size)
     augmentor = Augmentor(model, tokenizer, glove, args.M, device, args.batch_tokens or default_tokens,
-                          reference_mode=args.reference_mode)
+                          reference_mode=args.reference_mode, candidates=args.candidates)
     print(f"augmenting {train_path}: N={args.N} M={args.M} p={args.p} seed={args.seed}, {len(glove.words)} GloVe words, "
           f"backend {backend.name()} on {device}")
     start = time.time()

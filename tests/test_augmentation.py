@@ -349,6 +349,8 @@ def test_shards_merge_into_the_single_process_file(tmp_path, mlm_dir, glove_path
     """Three processes (--shard I/3, or RANK/WORLD_SIZE under a launcher), each resumable, write the
     bytes one process writes; the last to finish merges, in example order."""
     task_slice(tmp_path, "SST-2", 11)
+    monkeypatch.setenv("RANK", "-1")  # what importing OneFlow leaves in a lone process: not a shard
+    monkeypatch.setenv("WORLD_SIZE", "1")
     whole = read(run(mlm_dir, glove_path, tmp_path, "SST-2", "--chunk_examples", "2", "--output",
                      str(tmp_path / "whole.tsv")))
     out = tmp_path / "sharded.tsv"
@@ -364,3 +366,69 @@ def test_shards_merge_into_the_single_process_file(tmp_path, mlm_dir, glove_path
     assert read(str(out)) == whole
     assert not [f for f in os.listdir(tmp_path) if ".shard-" in f or "lock" in f]
     assert da.shard_rows(11, 2, 0, 3) == (0, 4) and da.shard_rows(11, 2, 2, 3) == (8, 11)
+
+
+def test_a_masked_lm_saved_by_transformers_loads_and_predicts_alike(tmp_path, capsys):
+    """transformers' BertForMaskedLM is saved without a pooler and with the output bias twice
+    (cls.predictions.bias and its tie cls.predictions.decoder.bias): augmentation needs no pooler."""
+    import torch
+    import transformers
+    import modeling
+    torch.manual_seed(0)
+    hf = transformers.BertForMaskedLM(transformers.BertConfig(**tiny_config_dict())).eval()
+    with torch.no_grad():
+        hf.cls.predictions.bias.normal_()  # not zeros: a bias lost on the way would show
+    hf.save_pretrained(str(tmp_path))
+    saved = checkpoint.load_state_dict(str(tmp_path))
+    assert not any(k.startswith("bert.pooler.") for k in saved)  # the layout this test is about
+    model = da.load_masked_lm(str(tmp_path), "cpu")
+    ids, types, mask = (np.array(a) for a in ([[2, 5, 9, 4, 3, 0], [2, 7, 1, 3, 0, 0]], [[0] * 6] * 2,
+                                              [[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]]))
+    t = lambda a: flow.tensor(a, dtype=flow.int64)
+    with flow.no_grad():
+        ours = model(t(ids), t(types), t(mask)).cpu().numpy()
+    with torch.no_grad():
+        theirs = hf(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(types),
+                    attention_mask=torch.tensor(mask)).logits.numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    modeling.BertForMaskedLM.from_pretrained(str(tmp_path))  # verbose: the pooler is reported, not hidden
+    assert "bert.pooler.dense.weight, bert.pooler.dense.bias" in capsys.readouterr().out
+    saved["cls.predictions.decoder.bias"] = saved["cls.predictions.bias"] + 1
+    with pytest.raises(ValueError, match="decoder.bias differs from cls.predictions.bias"):
+        model.load_numpy_state_dict(saved, source="two biases")
+
+
+def test_special_tokens_are_never_candidates(mlm_dir, tokenizer, glove_path):
+    aug = augmentor(mlm_dir, tokenizer, glove_path)
+    sep, unk, word = tokenizer.sep_token_id, tokenizer.unk_token_id, tokenizer.convert_tokens_to_ids("film")
+    assert aug._tokens([sep, word, unk, tokenizer.convert_tokens_to_ids("##s")]) == ["film"]
+
+
+def test_candidates_words_keeps_only_words_and_reads_deeper(mlm_dir, tokenizer, glove_path, sentences):
+    anything = augmentor(mlm_dir, tokenizer, glove_path, double=True)
+    words_only = augmentor(mlm_dir, tokenizer, glove_path, double=True, candidates="words")
+    ids = tokenizer.convert_tokens_to_ids(["the", ",", "film", "##s", "movie", "[SEP]", "of", "actor"])
+    assert anything._tokens(ids) == ["the", ",", "film", "movie", "of", "actor"]
+    assert words_only._tokens(ids) == ["film", "movie", "actor"]
+    ours = words_only.candidates(sentences[:6])
+    theirs = augmentor(mlm_dir, tokenizer, glove_path, double=True, candidates="words",
+                       reference_mode=True).candidates(sentences[:6])
+    assert ours == theirs  # the batched and the one-word-at-a-time procedures still agree
+    # the masked LM's lists (GloVe's are not filtered): 15 words each, read from the top 60
+    mlm = [c for words, cands in ours for w, c in cands.items()
+           if tokenizer.convert_tokens_to_ids(words[w]) != tokenizer.unk_token_id and c != [words[w]]]
+    assert len(mlm) > 20 and all(len(c) == 15 and all(da.is_candidate_word(x) for x in c) for c in mlm)
+    with pytest.raises(da.AugmentError, match="candidates='all'"):
+        augmentor(mlm_dir, tokenizer, glove_path, candidates="all")
+
+
+def test_show_candidates_prints_each_words_list(mlm_dir, glove_path, tokenizer, capsys):
+    text = "a gorgeous , witty , seductive movie"
+    da.main(["--pretrained_bert_model", mlm_dir, "--glove_embs", glove_path, "--show_candidates", text,
+             "--backend", "torch", "--no-gpu"])
+    lines = capsys.readouterr().out.splitlines()
+    words, cands = augmentor(mlm_dir, tokenizer, glove_path).candidates([text])[0]
+    assert lines[0] == " ".join(words)
+    assert lines[1:] == [f"  {words[w]}: {', '.join(c)}" for w, c in cands.items()] and len(lines) == 5
+    with pytest.raises(SystemExit):
+        da.parse_args(["--pretrained_bert_model", mlm_dir, "--glove_embs", glove_path])  # nothing to do

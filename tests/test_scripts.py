@@ -132,7 +132,9 @@ def test_check_bound_refuses_another_framework_than_the_bound_one():
 # Shell wrappers: inputs checked first, naming the variable to set; --overwrite only when asked
 # ----------------------------------------------------------------------------------------------
 def run_wrapper(wrapper, **env):
-    env = dict({k: v for k, v in os.environ.items() if k not in ("PYTHON", "OVERWRITE")}, **env)
+    # importing OneFlow in this process sets MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE: not the wrappers'
+    ignored = ("PYTHON", "OVERWRITE", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")
+    env = dict({k: v for k, v in os.environ.items() if k not in ignored}, **env)
     return subprocess.run(["bash", os.path.join(ROOT, wrapper)], env=env, capture_output=True, text=True,
                           timeout=60)
 
