@@ -113,7 +113,10 @@ def framework(backend_name=None):
 def device(gpu=True):
     """'cuda' when a GPU is visible to the framework and wanted, else 'cpu'."""
     flow = framework()
-    return "cuda" if gpu and flow.cuda.is_available() else "cpu"
+    if gpu and flow.cuda.is_available():
+        warn_oneflow_gpu(flow)
+        return "cuda"
+    return "cpu"
 
 
 def import_for(module_name, backend_name):
@@ -237,6 +240,8 @@ def distributed(gpu=True, timeout_s=1800):
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     on_gpu = gpu and flow.cuda.is_available()
     dev = f"cuda:{local_rank}" if on_gpu else "cpu"
+    if on_gpu:
+        warn_oneflow_gpu(flow, local_rank)
     if flow.__name__ == "torch":
         import datetime
         if on_gpu:

@@ -252,7 +252,7 @@ def export_onnx(model, path, metadata, opset=ONNX_OPSET):
 
     # a padded row in the example input, so the mask path is traced as it runs in serving
     mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3])
-    dummy = (torch.randint(1000, 2000, (2, 8)) * mask, torch.zeros(2, 8, dtype=torch.int64), mask)
+    dummy = (torch.randint(0, model.config.vocab_size, (2, 8)) * mask, torch.zeros(2, 8, dtype=torch.int64), mask)
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
     axes[OUTPUT_NAME] = {0: "batch"}
     import onnx

@@ -330,6 +330,8 @@ class _Run:
                 raise ValueError(f"{self.resume_dir} holds a run of {state.get('run')}; this one is "
                                  f"{self.run_info}: resume with the same settings, or start afresh with --overwrite")
             self.state = state
+            if self.precision.enabled and "scaler" in state:  # fp16: the loss scale it had reached
+                self.precision.scaler.load_state_dict(state["scaler"])
             if self.dist.is_main:
                 self.log = TrainLog(self.out_dir)
                 self.log.truncate_after(state["step"])
@@ -398,6 +400,8 @@ class _Run:
         with every rank's RNG; rank 0 writes, the others only hand over their RNG state."""
         local = rng_state()
         rng_states = [_unpack(b, local) for b in self.dist.all_gather(_pack(local))]
+        if self.precision.enabled:
+            self.state["scaler"] = self.precision.scaler.state_dict()
         if not self.dist.is_main:
             return False
         improved = True
