@@ -11,7 +11,9 @@ from conftest import ROOT
 def test_demo_runs_every_stage_and_summarizes_its_outputs(tmp_path):
     out = tmp_path / "demo"
     env = dict(os.environ, OUT=str(out), BACKEND="torch", TEACHER_EPOCHS="1", GD_EPOCHS="1", STAGE1_EPOCHS="1",
-               STAGE2_EPOCHS="1", AUG_N="1", EVAL_STEP="5", OMP_NUM_THREADS="1")
+               STAGE2_EPOCHS="1", AUG_N="1", EVAL_STEP="5", OMP_NUM_THREADS="1",
+               # a head trained on a few paragraphs: the demo's masked-LM step in seconds, not minutes
+               MLM_ARGS="--pair_input --unfreeze_layers 2 --layer_lr 5e-4 --max_paragraphs 100 --heldout 20 --epochs 1")
     done = subprocess.run(["bash", os.path.join(ROOT, "run_demo.sh")], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
