@@ -222,8 +222,8 @@ def main():
                      "; ".join(problems[:3]) or "equal"))
         print(f"{rows[-1][0]}: kill at {at:.1f} s -> {rows[-1][4]} -> {rows[-1][5]}", flush=True)
     print()
-    print(f"| stage | kill at (s) of T | state | resumed from | result |")
-    print(f"|---|---|---|---|---|")
+    print("| stage | kill at (s) of T | state | resumed from | result |")
+    print("|---|---|---|---|---|")
     for name, at, wall, state, where, result in rows:
         print(f"| {name} | {at:.1f} of {wall:.1f} | {state} | {where} | {result} |")
     if not args.work_dir:

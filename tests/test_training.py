@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import backend
-from conftest import BACKENDS, random_batch, tiny_config_dict
+from conftest import random_batch, tiny_config_dict
 
 
 def _setup(name, seed=0, dropout=0.1):
