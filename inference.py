@@ -294,6 +294,14 @@ def onnx_summary(path):
     return f"{os.path.getsize(path) / 2 ** 20:.1f} MB, {len(proto.graph.node)} nodes ({top})"
 
 
+def onnx_parameters(path):
+    """Number of weights the graph holds (its initializers' elements; an int8 graph's quantization
+    scales and zero points count too)."""
+    import onnx
+    proto = onnx.load(path)
+    return int(sum(np.prod(t.dims, dtype=np.int64) for t in proto.graph.initializer))
+
+
 def json_metadata(**values):
     """Extra metadata entries (values as JSON), e.g. what the export was made from."""
     return {METADATA_PREFIX + k: json.dumps(v) for k, v in values.items()}

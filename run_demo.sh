@@ -111,9 +111,16 @@ DATA_ROOT=$OUT/glue_ofrecord dataset=$dataset STUDENT_DIR=$OUT/student RESULT_DI
   MAX_SEQ_LENGTH=$MAX_SEQ_LENGTH bash run_eval_student_tinybert.sh > "$OUT/eval.log"
 echo "wrote $OUT/results/results_eval.json"
 
+step "8. the student for serving: ONNX int8 (onnxruntime), evaluated on the same dev set"
+$PY export_onnx.py --model "$OUT/student" --output "$OUT/student_int8/student_int8.onnx" --quantize int8
+$PY task_distill.py --do_eval --task_name "$dataset" --data_dir "$OUT/glue_ofrecord/$dataset" \
+  --student_model "$OUT/student_int8/student_int8.onnx" --output_dir "$OUT/student_int8" \
+  --max_seq_length "$MAX_SEQ_LENGTH" --backend "$BACKEND" > "$OUT/student_int8/eval.log"
+
 step "summary ($(( ($(date +%s) - started) / 60 )) min, backend $BACKEND)"
 $PY experiments/summarize.py "$OUT" --run "teacher ($TEACHER_NAME)=teacher" \
-  --run "TinyBERT student, ${STUDENT_LAYERS} layers=general_tinybert+student_tmp+student"
+  --run "TinyBERT student, ${STUDENT_LAYERS} layers=general_tinybert+student_tmp+student" \
+  --run "the student as ONNX int8=general_tinybert+student_tmp+student+student_int8"
 cat <<EOF
 
 outputs:
@@ -124,5 +131,6 @@ outputs:
   student after stage 1 $OUT/student_tmp/
   student               $OUT/student/            (results_eval.json, train_log.csv, curves.png)
   evaluation            $OUT/results/results_eval.json
+  student, ONNX int8    $OUT/student_int8/student_int8.onnx  (predict.py --model it; results_eval.json)
   summary               $OUT/summary.md, $OUT/accuracy_vs_time.png
 EOF

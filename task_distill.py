@@ -4,7 +4,7 @@
     stage 2  --pred_distill           soft cross-entropy against the teacher's logits    -> STUDENT_DIR
     both     --intermediate_distill --pred_distill   in one run (what the original OneFlow script did)
     --finetune    train --student_model on the gold labels alone (teacher fine-tuning; hard-label baselines)
-    --do_eval     evaluate --student_model on dev and write results_eval.json
+    --do_eval     evaluate --student_model (a model directory or an .onnx file) on dev: results_eval.json
 
 Every mode trains through training.fit (one loop for every stage). Differences from the reference
 implementation (`Recipe`; bench/bench_task_distill.py measures what they buy):
@@ -97,7 +97,8 @@ def parse_args(argv=None):
     p.add_argument("--data_dir", required=True, help="GLUE task directory (tsv) or OFRecord task directory")
     p.add_argument("--train_data", help="training split location when not in --data_dir (tsv dir or OFRecord split dir)")
     p.add_argument("--student_model", "--model", dest="student_model", required=True,
-                   help="model directory to train or evaluate (general TinyBERT, stage-1 student, or BERT to fine-tune)")
+                   help="model directory to train or evaluate (general TinyBERT, stage-1 student, or BERT to fine-tune); "
+                        "--do_eval/--do_predict also take an .onnx file from export_onnx.py")
     p.add_argument("--teacher_model", help="fine-tuned teacher model directory (distillation)")
     p.add_argument("--output_dir", required=True)
     mode = p.add_argument_group("what to run")
@@ -366,8 +367,12 @@ class Losses:
 # ----------------------------------------------------------------------------------------------
 def predict(model, features, batch_size, device):
     """Logits for every example (inference.py's batched, fused-attention path), and examples/s."""
+    return timed_logits(inference.ModelRunner(model, flow, device), features, batch_size)
+
+
+def timed_logits(runner, features, batch_size):
     start = time.perf_counter()
-    out = inference.predict_logits(inference.ModelRunner(model, flow, device), features, batch_size)
+    out = inference.predict_logits(runner, features, batch_size)
     return out, len(features) / max(time.perf_counter() - start, 1e-9)
 
 
@@ -391,21 +396,50 @@ def evaluate(task, model, features, batch_size, device, losses=None):
     return dict(glue.compute_metrics(task, preds, features.label_ids), inference_examples_per_s=speed)
 
 
-def results_json(task, model, model_dir, features, batch_size, device):
+@dataclass
+class Evaluated:
+    """What --do_eval/--do_predict run: a model directory on this backend, or an .onnx file."""
+    runner: object
+    tokenizer: object
+    parameters: int
+    size_mb: float          # fp32 weights (the original's modelSize), or the .onnx file's size
+    engine: str
+
+
+def load_evaluated(path, processor, device):
+    if inference.is_onnx(path):
+        student = inference.load_student(path)
+        if student.runner.num_labels != processor.num_labels:
+            raise ValueError(f"{path}: {student.runner.num_labels} outputs; task {processor.task} has "
+                             f"{processor.num_labels} labels")
+        return Evaluated(student.runner, student.tokenizer, inference.onnx_parameters(path),
+                         round(os.path.getsize(path) / 2 ** 20, 2), student.engine)
+    model = modeling.TinyBertForSequenceClassification.from_pretrained(
+        path, num_labels=processor.num_labels, fit_size=None).to(device)
+    label_permutation(model, processor, "model", allow_remap=False)
+    return evaluated_model(model, checkpoint.load_tokenizer(path), device)
+
+
+def evaluated_model(model, tokenizer, device):
+    params = modeling.count_parameters(model)
+    return Evaluated(inference.ModelRunner(model, flow, device), tokenizer, params, round(params * 4 / 2 ** 20, 2),
+                     flow.__name__)
+
+
+def results_json(task, evaluated, model_path, features, batch_size):
     """The original's keys (accuracy, MCC, precision, recall, f_1, modelSize MB, reasoningTime
     examples/s) plus the task's own metrics."""
     processor = glue.get_processor(task)
-    logits, speed = predict(model, features, batch_size, device)
+    logits, speed = timed_logits(evaluated.runner, features, batch_size)
     names = ["pearson", "spearman", "corr"] if processor.is_regression else ["acc", "mcc", "precision", "recall", "f1"]
     preds = logits if processor.is_regression else logits.argmax(-1)
     m = glue.compute_metrics(task, preds, features.label_ids, names=names)
     m.update(glue.compute_metrics(task, preds, features.label_ids))
-    params = modeling.count_parameters(model)
     renamed = {"acc": "accuracy", "mcc": "MCC", "f1": "f_1"}
     out = {renamed.get(k, k): round(v, 6) for k, v in m.items()}
     out.update(task=processor.task, best_metric=glue.best_metric_name(task),
-               num_examples=len(features), parameters=params, modelSize=round(params * 4 / 2 ** 20, 2),
-               reasoningTime=round(speed, 1), backend=flow.__name__, model_dir=os.path.abspath(model_dir))
+               num_examples=len(features), parameters=evaluated.parameters, modelSize=evaluated.size_mb,
+               reasoningTime=round(speed, 1), backend=evaluated.engine, model_dir=os.path.abspath(model_path))
     return out
 
 
@@ -441,23 +475,21 @@ def main(argv=None):
     dist, device = backend.distributed(args.gpu)
     training.set_seed(args.seed + dist.rank)  # each rank its own dropout; the data order is seeded apart
     processor = glue.get_processor(args.task_name)
-    tokenizer = checkpoint.load_tokenizer(args.student_model)
     mode, recipe = args.mode, args.recipe
     if mode is Mode.EVAL:
-        model = modeling.TinyBertForSequenceClassification.from_pretrained(
-            args.student_model, num_labels=processor.num_labels, fit_size=None).to(device)
-        label_permutation(model, processor, "model", allow_remap=False)
+        evaluated = load_evaluated(args.student_model, processor, device)
         results = {}
         if args.do_eval:
-            dev = glue.load_features(args.data_dir, args.task_name, "dev", tokenizer, args.max_seq_length)
-            results = write_results(args.output_dir, results_json(args.task_name, model, args.student_model, dev,
-                                                                  args.eval_batch_size, device))
+            dev = glue.load_features(args.data_dir, args.task_name, "dev", evaluated.tokenizer, args.max_seq_length)
+            results = write_results(args.output_dir, results_json(args.task_name, evaluated, args.student_model,
+                                                                  dev, args.eval_batch_size))
         if args.do_predict:
-            runner = inference.ModelRunner(model, flow, device)
             paths = glue.write_submissions(args.task_name, args.data_dir, args.output_dir, lambda examples: (
-                inference.predict_examples(runner, examples, tokenizer, args.max_seq_length, args.eval_batch_size)[0]))
+                inference.predict_examples(evaluated.runner, examples, evaluated.tokenizer, args.max_seq_length,
+                                           args.eval_batch_size)[0]))
             print("wrote " + ", ".join(paths))
         return results
+    tokenizer = checkpoint.load_tokenizer(args.student_model)
     training.prepare_output_dir(args.output_dir, args.overwrite, args.resume)
     teacher_model, student = load_models(args.student_model, args.teacher_model if mode.needs_teacher else None,
                                          processor, device, args.allow_untrained_teacher)
@@ -499,8 +531,8 @@ def main(argv=None):
     if mode.keeps_best:
         best = modeling.TinyBertForSequenceClassification.from_pretrained(
             args.output_dir, num_labels=processor.num_labels, fit_size=None, verbose=False).to(device)
-        write_results(args.output_dir, results_json(args.task_name, best, args.output_dir, dev,
-                                                    args.eval_batch_size, device))
+        write_results(args.output_dir, results_json(args.task_name, evaluated_model(best, tokenizer, device),
+                                                    args.output_dir, dev, args.eval_batch_size))
     print(f"done: {state['step']} steps; model in {args.output_dir}")
     return state
 

@@ -6,7 +6,8 @@
     python experiments/summarize.py /work/exp17/glue/SST-2 --aug_examples 5  # sentences before/after augmentation
 
 Each --run is LABEL=DIR[+DIR...] under ROOT: the stages whose train_log.csv add up to its training
-time; the last holds results_eval.json and the weights. The first run is the reference of the speed-up.
+time; the last holds results_eval.json and the weights (or the results of an .onnx file exported
+from the stage before it, which adds no training time). The first run is the reference of the speed-up.
 Prints one row per model (dev metric, parameters, size on disk, inference speed, training time) and
 writes summary.md and accuracy_vs_time.png into ROOT.
 """
@@ -52,22 +53,24 @@ def main(root, runs):
             print(f"({label}: no {results} yet)")
             continue
         r = json.load(open(results))
-        points, seconds = curve(root, dirs)
-        curves[label] = points
-        size = os.path.getsize(os.path.join(root, dirs[-1], "model.safetensors")) / 2 ** 20
-        rows.append((label, r["accuracy"], r["parameters"], size, r["reasoningTime"], seconds))
+        exported = os.path.isfile(r["model_dir"])  # an .onnx file: its last directory holds no training
+        points, seconds = curve(root, dirs[:-1] if exported else dirs)
+        if not exported:  # an export's curve would repeat its source's
+            curves[label] = points
+        weights = r["model_dir"] if exported else os.path.join(root, dirs[-1], "model.safetensors")
+        rows.append((label, r["accuracy"], r["parameters"], os.path.getsize(weights) / 2 ** 20, r["reasoningTime"],
+                     seconds, r.get("backend", "?")))
     if not rows:
         sys.exit(f"{root}: no results_eval.json found")
     teacher = rows[0]
-    lines = ["| model | dev accuracy | parameters | size on disk | inference ms/example | speed-up | training time |",
-             "|---|---|---|---|---|---|---|"]
-    for label, acc, params, size, speed, seconds in rows:
+    lines = ["| model | dev accuracy | parameters | size on disk | inference ms/example | speed-up | training time "
+             "| runs on |", "|---|---|---|---|---|---|---|---|"]
+    for label, acc, params, size, speed, seconds, engine in rows:
         lines.append(f"| {label} | {acc * 100:.1f}% | {params / 1e6:.1f}M | {size:.1f} MB | {1000 / speed:.2f} | "
-                     f"{speed / teacher[4]:.1f}x | {seconds / 60:.1f} min |")
+                     f"{speed / teacher[4]:.1f}x | {seconds / 60:.1f} min | {engine} |")
     table = "\n".join(lines)
     print(table)
-    with open(os.path.join(root, "summary.md"), "w") as f:
-        f.write(table + "\n")
+    write_atomic(os.path.join(root, "summary.md"), table + "\n")
     plot(curves, os.path.join(root, "accuracy_vs_time.png"))
 
 

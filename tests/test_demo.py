@@ -40,12 +40,19 @@ def test_demo_runs_every_stage_and_summarizes_its_outputs(tmp_path):
     student = json.load(open(out / "student" / "results_eval.json"))
     evaluated = json.load(open(out / "results" / "results_eval.json"))
     assert evaluated["accuracy"] == student["accuracy"] and evaluated["parameters"] == student["parameters"]
+    int8 = json.load(open(out / "student_int8" / "results_eval.json"))
+    assert int8["backend"] == "onnxruntime" and int8["num_examples"] == student["num_examples"]
     rows = [line for line in (out / "summary.md").read_text().splitlines() if line.startswith("| ") and "%" in line]
-    assert len(rows) == 2
-    for row, results in zip(rows, (teacher, student)):
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[1] == f"{results['accuracy'] * 100:.1f}%"
-        assert cells[2] == f"{results['parameters'] / 1e6:.1f}M"
+    assert len(rows) == 3
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    for row, results in zip(cells, (teacher, student, int8)):
+        assert row[1] == f"{results['accuracy'] * 100:.1f}%"
+        assert row[2] == f"{results['parameters'] / 1e6:.1f}M"
+        assert row[7] == results["backend"]
     assert student["parameters"] < teacher["parameters"] / 1.5
+    # the int8 row: the exported file's size (a quarter of the student's fp32 weights), the student's time
+    onnx_mb = (out / "student_int8" / "student_int8.onnx").stat().st_size / 2 ** 20
+    assert cells[2][3] == f"{onnx_mb:.1f} MB" and onnx_mb < 0.35 * float(cells[1][3].split()[0])
+    assert cells[2][6] == cells[1][6]
     assert (out / "accuracy_vs_time.png").stat().st_size > 1000
     assert re.search(r"summary \(\d+ min, backend torch\)", done.stdout)

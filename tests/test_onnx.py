@@ -110,3 +110,31 @@ def test_graph_without_metadata_is_refused(exported, tmp_path):
     onnx.save(proto, path)
     with pytest.raises(inference.InferenceError, match="bare.onnx: no config.json or vocab.txt in its metadata"):
         inference.load_student(path)
+
+
+def test_task_distill_evaluates_an_onnx_file_as_its_model_directory(minilm_classifier, exported, tmp_path):
+    """--do_eval --student_model X.onnx: the dev metrics of the model directory it came from (fp32), its
+    own for int8; parameters counted in the graph, modelSize the file's."""
+    import task_distill
+    data = tmp_path / "SST-2"
+    data.mkdir()
+    rows = open(shared_path("glue_data", "SST-2", "dev.tsv"), encoding="utf-8").read().splitlines()
+    (data / "dev.tsv").write_text("\n".join(rows[:1] + rows[1::9]) + "\n", encoding="utf-8")  # 97 sentences
+    results = {}
+    for name, model in (("dir", minilm_classifier[0]), ("fp32", exported[0]), ("int8", exported[1])):
+        results[name] = task_distill.main(["--do_eval", "--task_name", "SST-2", "--data_dir", str(data),
+                                           "--student_model", str(model), "--output_dir", str(tmp_path / name),
+                                           "--max_seq_length", "64", "--backend", "torch"])
+        assert results[name]["num_examples"] == 97
+    d, fp32, int8 = results["dir"], results["fp32"], results["int8"]
+    assert d["backend"] == "torch" and fp32["backend"] == int8["backend"] == "onnxruntime"
+    for k in ("accuracy", "f_1", "MCC"):
+        assert fp32[k] == pytest.approx(d[k], abs=1e-6), k
+    assert 0.5 < d["accuracy"] < 1 and abs(int8["accuracy"] - d["accuracy"]) <= 0.05
+    assert d["parameters"] <= fp32["parameters"] <= d["parameters"] * 1.01  # + ONNX's shape constants
+    assert int8["parameters"] == pytest.approx(d["parameters"], rel=0.01)
+    assert fp32["modelSize"] == round(os.path.getsize(exported[0]) / 2 ** 20, 2)
+    assert int8["modelSize"] < 0.35 * d["modelSize"]
+    with pytest.raises(ValueError, match="3 labels"):
+        task_distill.main(["--do_eval", "--task_name", "MNLI", "--data_dir", str(data), "--student_model",
+                           exported[1], "--output_dir", str(tmp_path / "mnli"), "--backend", "torch"])
