@@ -8,13 +8,32 @@ variable, then `oneflow`.
 OneFlow 0.9.0's binary links cuDNN 8 and cuBLAS 11 even on a CPU. Rather than asking users to set
 LD_LIBRARY_PATH, we load those libraries from the `nvidia-*-cu11` wheels in the venv, globally,
 before OneFlow is imported.
+
+OneFlow 0.9.0 on a CPU, as it comes, runs BERT 9-14x slower than PyTorch on a recent Intel CPU
+(bench/bench_train_step.py). Two causes were measured, and `_tune_oneflow_cpu` removes both before
+OneFlow is imported (TINYBERT_ONEFLOW_CPU=none leaves OneFlow as it comes):
+- its oneDNN 2.4.3 has no optimised kernel for broadcast binary operations (a [B, L, H] tensor minus
+  a [B, L, 1] one, a comparison with a scalar) and runs its reference one ("ref:any" in
+  DNNL_VERBOSE=1): 90-220 ms for what takes 1-5 ms otherwise, inside every LayerNorm and mask.
+  ONEFLOW_ENABLE_ONEDNN_OPTS=0 sends them to OneFlow's own kernels;
+- its bundled OpenBLAS (cblas_sgemm) is single-threaded and, not knowing this CPU, picks its SSE3
+  "Prescott" kernels (OPENBLAS_VERBOSE=2): about 20 GFLOPS. Forcing OPENBLAS_CORETYPE=Haswell gives
+  60 but leaves the AVX registers' upper halves dirty, which makes glibc's expf in OneFlow's softmax
+  20x slower (15 -> 300 ms), so it is not used; instead `sgemm_interposer.c`, compiled once with
+  `cc` and loaded globally, answers OneFlow's cblas_sgemm calls with PyTorch's MKL sgemm_.
+A third setting, ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD=0, runs kernels on the virtual machine's
+scheduler thread rather than handing each to a worker thread that spins (sched_yield) between them:
+that thread's system time took a core's third from MKL's threads on 2 cores.
 """
 import argparse
 import ctypes
 import glob
+import hashlib
 import importlib
 import importlib.util
 import os
+import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -92,12 +111,67 @@ def _preload_oneflow_libraries():
                     pass  # a wheel of another CUDA major version; OneFlow's import says what is missing
 
 
+ONEFLOW_CPU_ENV = "TINYBERT_ONEFLOW_CPU"  # auto (default): the settings below; none: OneFlow as it comes
+INTERPOSER_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sgemm_interposer.c")
+oneflow_cpu = {"matmul": "not set up yet"}  # what _tune_oneflow_cpu did (logs, tests, benches)
+
+
+def _build_interposer():
+    """Path of sgemm_interposer.c compiled to a shared library (cached by its source's hash)."""
+    with open(INTERPOSER_SOURCE, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tinybert")
+    out = os.path.join(cache, f"sgemm_interposer-{digest}.so")
+    if os.path.isfile(out):
+        return out
+    cc = shutil.which(os.environ.get("CC") or "cc")
+    if cc is None:
+        raise OSError("no C compiler (cc) on PATH to build sgemm_interposer.c")
+    os.makedirs(cache, exist_ok=True)
+    tmp = f"{out}.tmp-{os.getpid()}"
+    done = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", tmp, INTERPOSER_SOURCE], capture_output=True, text=True)
+    if done.returncode:
+        raise OSError(f"{cc} could not build {INTERPOSER_SOURCE}: {done.stderr.strip()[-300:]}")
+    os.replace(tmp, out)  # whole or absent, even with several processes building at once
+    return out
+
+
+def _tune_oneflow_cpu():
+    """OneFlow's CPU settings (module docstring); call before `import oneflow`. Records what it did in
+    `oneflow_cpu`; says on stderr when the faster matrix products could not be set up, and why."""
+    mode = os.environ.get(ONEFLOW_CPU_ENV, "auto")
+    if mode not in ("auto", "none"):
+        raise BackendError(f"{ONEFLOW_CPU_ENV}={mode}: use auto or none")
+    if mode == "none":
+        oneflow_cpu.update(matmul="OneFlow's own OpenBLAS")
+        return
+    for key in ("ONEFLOW_ENABLE_ONEDNN_OPTS", "ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD"):
+        os.environ.setdefault(key, "0")  # a value the user set wins
+        oneflow_cpu[key] = os.environ[key]
+    try:
+        import torch  # noqa: F401  (its MKL does the products; loaded before OneFlow on purpose)
+        torch_cpu = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+        sgemm = ctypes.cast(torch_cpu.sgemm_, ctypes.c_void_p).value
+        library = _build_interposer()
+        interposer = ctypes.CDLL(library, mode=ctypes.RTLD_GLOBAL)
+        interposer.tinybert_set_sgemm(ctypes.c_void_p(sgemm))
+    except (ImportError, OSError, AttributeError) as e:
+        oneflow_cpu["matmul"] = f"OneFlow's own OpenBLAS ({e})"
+        print(f"backend: OneFlow's CPU matrix products stay on its single-threaded OpenBLAS, several times "
+              f"slower: {e}", file=sys.stderr)
+        return
+    interposer.tinybert_sgemm_calls.restype = ctypes.c_long
+    oneflow_cpu.update(matmul="PyTorch's MKL sgemm_ (sgemm_interposer.c)", library=library,
+                       calls=interposer.tinybert_sgemm_calls)
+
+
 def framework(backend_name=None):
     """The framework module (`oneflow` or `torch`), imported on first use."""
     backend_name = _check(backend_name or name())
     if backend_name not in _frameworks:
         if backend_name == "oneflow":
             _preload_oneflow_libraries()
+            _tune_oneflow_cpu()
             try:
                 _frameworks[backend_name] = importlib.import_module("oneflow")
             except ImportError as e:

@@ -55,4 +55,4 @@ def test_demo_runs_every_stage_and_summarizes_its_outputs(tmp_path):
     assert cells[2][3] == f"{onnx_mb:.1f} MB" and onnx_mb < 0.35 * float(cells[1][3].split()[0])
     assert cells[2][6] == cells[1][6]
     assert (out / "accuracy_vs_time.png").stat().st_size > 1000
-    assert re.search(r"summary \(\d+ min, backend torch\)", done.stdout)
+    assert re.search(r"summary \(\d+:\d\d min:s in all, backend torch\)", done.stdout)
