@@ -13,7 +13,7 @@ the median of --steps of:
 - infer student / infer teacher: a forward pass without gradient, logits only.
 OneFlow runs twice: as it comes (TINYBERT_ONEFLOW_CPU=none) and with backend.py's CPU settings
 (oneDNN's broadcast kernels off, kernels on the scheduler thread, matrix products through
-sgemm_interposer.c; see backend.py).
+sgemm_interposer.c, OpenMP threads that sleep when idle; see backend.py).
 A batch is --batch sentences of --seq tokens, no padding. Each row also gives the process's CPU
 seconds per wall second (user, system): system time is time the kernel spent, e.g. on threads that
 spin. Figures, not a test: nothing here passes or fails.
@@ -119,7 +119,7 @@ def main():
         return child(args.child, args.steps, args.batch, args.seq)
     base = {k: v for k, v in os.environ.items()
             if k not in ("OPENBLAS_CORETYPE", "ONEFLOW_ENABLE_ONEDNN_OPTS", "ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD",
-                         backend.ONEFLOW_CPU_ENV)}
+                         "OMP_WAIT_POLICY", backend.ONEFLOW_CPU_ENV)}
     base.update(TF_CPP_MIN_LOG_LEVEL="3", GLOG_minloglevel="2")
     runs = [("torch", "torch", base)]
     if args.oneflow_env in ("both", "none"):

@@ -29,13 +29,14 @@ for m, k, n in [(7, 5, 3), (64, 312, 1200), (33, 17, 65)]:
 calls = backend.oneflow_cpu["calls"]() if "calls" in backend.oneflow_cpu else None
 print("PROBE " + json.dumps(dict(worst=worst, calls=calls, matmul=backend.oneflow_cpu["matmul"],
       onednn=os.environ.get("ONEFLOW_ENABLE_ONEDNN_OPTS"),
-      worker=os.environ.get("ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD"))))
+      worker=os.environ.get("ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD"), wait=os.environ.get("OMP_WAIT_POLICY"))))
 """.replace("ROOT", repr(ROOT))
 
 
 def probe(tmp_path, **env):
     clean = {k: v for k, v in os.environ.items() if k not in (
-        "ONEFLOW_ENABLE_ONEDNN_OPTS", "ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD", "TINYBERT_ONEFLOW_CPU", "CC")}
+        "ONEFLOW_ENABLE_ONEDNN_OPTS", "ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD", "OMP_WAIT_POLICY", "TINYBERT_ONEFLOW_CPU",
+        "CC")}
     clean.update(GLOG_minloglevel="2", XDG_CACHE_HOME=str(tmp_path / "cache"), **env)
     done = subprocess.run([sys.executable, "-c", PROBE], env=clean, capture_output=True, text=True, timeout=300)
     lines = [line for line in done.stdout.splitlines() if line.startswith("PROBE ")]
@@ -48,7 +49,7 @@ def test_products_go_through_the_interposer_and_are_right(tmp_path):
     assert r["matmul"].startswith("PyTorch's MKL")
     assert r["calls"] >= 12  # every product above went through it (and OneFlow's own, if any)
     assert r["worst"] < 1e-5, r
-    assert (r["onednn"], r["worker"]) == ("0", "0")
+    assert (r["onednn"], r["worker"], r["wait"]) == ("0", "0", "PASSIVE")
     built = os.listdir(tmp_path / "cache" / "tinybert")
     assert len(built) == 1 and built[0].startswith("sgemm_interposer-") and built[0].endswith(".so")
     again, _ = probe(tmp_path)  # the cached library is reused, not rebuilt
@@ -58,9 +59,9 @@ def test_products_go_through_the_interposer_and_are_right(tmp_path):
 def test_none_leaves_oneflow_as_it_comes_and_user_values_win(tmp_path):
     r, _ = probe(tmp_path, TINYBERT_ONEFLOW_CPU="none")
     assert r["matmul"] == "OneFlow's own OpenBLAS" and r["calls"] is None and r["worst"] < 1e-5
-    assert r["onednn"] is None and r["worker"] is None
-    r, _ = probe(tmp_path, ONEFLOW_ENABLE_ONEDNN_OPTS="1")
-    assert r["onednn"] == "1" and r["worker"] == "0" and r["calls"] >= 12
+    assert r["onednn"] is None and r["worker"] is None and r["wait"] is None
+    r, _ = probe(tmp_path, ONEFLOW_ENABLE_ONEDNN_OPTS="1", OMP_WAIT_POLICY="ACTIVE")
+    assert r["onednn"] == "1" and r["worker"] == "0" and r["wait"] == "ACTIVE" and r["calls"] >= 12
 
 
 def test_without_a_compiler_oneflow_keeps_its_blas_and_says_why(tmp_path):
