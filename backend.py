@@ -9,9 +9,10 @@ OneFlow 0.9.0's binary links cuDNN 8 and cuBLAS 11 even on a CPU. Rather than as
 LD_LIBRARY_PATH, we load those libraries from the `nvidia-*-cu11` wheels in the venv, globally,
 before OneFlow is imported.
 
-OneFlow 0.9.0 on a CPU, as it comes, runs BERT 9-14x slower than PyTorch on a recent Intel CPU
-(bench/bench_train_step.py). Two causes were measured, and `_tune_oneflow_cpu` removes both before
-OneFlow is imported (TINYBERT_ONEFLOW_CPU=none leaves OneFlow as it comes):
+OneFlow 0.9.0 on a CPU, as it comes, runs BERT 9-20x slower than PyTorch on a recent Intel CPU
+(bench/bench_train_step.py). `_tune_oneflow_cpu` applies four measured settings before OneFlow is
+imported (TINYBERT_ONEFLOW_CPU=none leaves OneFlow as it comes; a variable the user set wins). The
+two main causes:
 - its oneDNN 2.4.3 has no optimised kernel for broadcast binary operations (a [B, L, H] tensor minus
   a [B, L, 1] one, a comparison with a scalar) and runs its reference one ("ref:any" in
   DNNL_VERBOSE=1): 90-220 ms for what takes 1-5 ms otherwise, inside every LayerNorm and mask.
@@ -21,9 +22,9 @@ OneFlow is imported (TINYBERT_ONEFLOW_CPU=none leaves OneFlow as it comes):
   60 but leaves the AVX registers' upper halves dirty, which makes glibc's expf in OneFlow's softmax
   20x slower (15 -> 300 ms), so it is not used; instead `sgemm_interposer.c`, compiled once with
   `cc` and loaded globally, answers OneFlow's cblas_sgemm calls with PyTorch's MKL sgemm_.
-A third setting, ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD=0, runs kernels on the virtual machine's
+The third setting, ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD=0, runs kernels on the virtual machine's
 scheduler thread rather than handing each to a worker thread that spins (sched_yield) between them:
-that thread's system time took a core's third from MKL's threads on 2 cores. And
+that thread's system time took a core's third from MKL's threads on 2 cores. The fourth,
 OMP_WAIT_POLICY=PASSIVE (read when PyTorch's OpenMP starts, so only when OneFlow comes first): MKL's
 idle threads sleep instead of spinning on the core that OneFlow's single-threaded kernels need
 (stage-1 step at 24 tokens 1.15 -> 0.78 s; at 64 tokens within the noise).
