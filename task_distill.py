@@ -178,17 +178,21 @@ def _check_args(parser, args):
 # ----------------------------------------------------------------------------------------------
 def label_permutation(model, processor, role, allow_remap):
     """Index array mapping the task's label order onto `model`'s logits, or None if they agree."""
-    id2label = model.config.extra.get("id2label")
+    return label_order(model.config.extra.get("id2label"), model.source_dir, processor, role, allow_remap)
+
+
+def label_order(id2label, source, processor, role, allow_remap):
+    """label_permutation for a model's id2label dict (model directory or .onnx file `source`)."""
     if processor.is_regression or not id2label:
         return None
     names = [str(id2label[k]) for k in sorted(id2label, key=int)]
     if all(n == f"LABEL_{i}" for i, n in enumerate(names)) or names == list(processor.labels):
         return None
     if sorted(names) != sorted(processor.labels):
-        raise ValueError(f"{role} {model.source_dir}: its labels {names} are not the {processor.task} labels "
+        raise ValueError(f"{role} {source}: its labels {names} are not the {processor.task} labels "
                          f"{processor.labels}: was it fine-tuned on another task?")
     if not allow_remap:
-        raise ValueError(f"{role} {model.source_dir}: label order {names} differs from the task's {processor.labels}; "
+        raise ValueError(f"{role} {source}: label order {names} differs from the task's {processor.labels}; "
                          "pass --remap_teacher_labels to reorder its logits")
     return np.array([names.index(label) for label in processor.labels])
 
@@ -412,6 +416,8 @@ def load_evaluated(path, processor, device):
         if student.runner.num_labels != processor.num_labels:
             raise ValueError(f"{path}: {student.runner.num_labels} outputs; task {processor.task} has "
                              f"{processor.num_labels} labels")
+        if not student.is_regression:
+            label_order({str(i): n for i, n in enumerate(student.labels)}, path, processor, "model", allow_remap=False)
         return Evaluated(student.runner, student.tokenizer, inference.onnx_parameters(path),
                          round(os.path.getsize(path) / 2 ** 20, 2), student.engine)
     model = modeling.TinyBertForSequenceClassification.from_pretrained(

@@ -1,5 +1,6 @@
 """export_onnx.py: the real all-MiniLM-L6-v2 encoder exported to ONNX (fp32 and int8), run by
 onnxruntime on real SST-2 dev sentences against the PyTorch model; predict.py on .onnx files."""
+import json
 import os
 
 import numpy as np
@@ -135,6 +136,18 @@ def test_task_distill_evaluates_an_onnx_file_as_its_model_directory(minilm_class
     assert int8["parameters"] == pytest.approx(d["parameters"], rel=0.01)
     assert fp32["modelSize"] == round(os.path.getsize(exported[0]) / 2 ** 20, 2)
     assert int8["modelSize"] < 0.35 * d["modelSize"]
+    import onnx
+    proto = onnx.load(exported[1])
+    for prop in proto.metadata_props:  # the same graph, its labels recorded the other way round
+        if prop.key == inference.METADATA_PREFIX + "config.json":
+            config = json.loads(prop.value)
+            config["id2label"] = {"0": "1", "1": "0"}
+            prop.value = json.dumps(config)
+    swapped = str(tmp_path / "swapped.onnx")
+    onnx.save(proto, swapped)
+    with pytest.raises(ValueError, match="swapped.onnx: label order"):
+        task_distill.main(["--do_eval", "--task_name", "SST-2", "--data_dir", str(data), "--student_model", swapped,
+                           "--output_dir", str(tmp_path / "swapped"), "--backend", "torch"])
     with pytest.raises(ValueError, match="3 labels"):
         task_distill.main(["--do_eval", "--task_name", "MNLI", "--data_dir", str(data), "--student_model",
                            exported[1], "--output_dir", str(tmp_path / "mnli"), "--backend", "torch"])
