@@ -318,3 +318,27 @@ def test_load_tokenizer_from_vocab_txt_matches_the_models_own_tokenizer(minilm_d
     assert checkpoint.load_tokenizer(str(only_vocab)).tokenize("Hello") == ["Hello"]  # cased vocabulary
     with pytest.raises(FileNotFoundError, match=r"no vocab\.txt"):
         checkpoint.load_tokenizer(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_attention_scores_and_their_gradients_equal_the_plain_product(name):
+    """backend.attention_scores (OneFlow: batch_matmul reading k transposed, the scale applied inside) gives
+    q @ k^T * scale and its gradients, on the permuted views the model passes it, as float64 numpy does."""
+    flow = backend.framework(name)
+    rng = np.random.default_rng(11)
+    b, heads, length, size, scale = 3, 4, 7, 5, 0.37
+    q_np, k_np = (rng.standard_normal((b, length, heads * size)).astype(np.float32) for _ in range(2))
+    upstream = rng.standard_normal((b, heads, length, length)).astype(np.float32)
+    q_leaf, k_leaf = (flow.tensor(a, requires_grad=True) for a in (q_np, k_np))
+    q, k = (t.reshape(b, length, heads, size).permute(0, 2, 1, 3) for t in (q_leaf, k_leaf))
+    scores = backend.attention_scores(flow)(q, k, scale)
+    (scores * flow.tensor(upstream)).sum().backward()
+
+    q64, k64 = (a.astype(np.float64).reshape(b, length, heads, size).transpose(0, 2, 1, 3) for a in (q_np, k_np))
+    want = q64 @ k64.transpose(0, 1, 3, 2) * scale
+    assert scores.shape == (b, heads, length, length)
+    assert np.abs(scores.detach().numpy() - want).max() < 1e-5
+    grad_q = (upstream @ k64 * scale).transpose(0, 2, 1, 3).reshape(b, length, heads * size)
+    grad_k = (upstream.transpose(0, 1, 3, 2) @ q64 * scale).transpose(0, 2, 1, 3).reshape(b, length, heads * size)
+    assert np.abs(q_leaf.grad.numpy() - grad_q).max() < 1e-5
+    assert np.abs(k_leaf.grad.numpy() - grad_k).max() < 1e-5
