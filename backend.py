@@ -189,6 +189,20 @@ def framework(backend_name=None):
     return _frameworks[backend_name]
 
 
+def cuda_rng(flow):
+    """(get, set) of the current CUDA device's random generator state as a uint8 numpy array (dropout
+    on a GPU draws from it, not from the CPU generator), or None where the framework sees no GPU."""
+    if not flow.cuda.is_available():
+        return None
+    if flow.__name__ == "oneflow":  # 0.9 has no oneflow.cuda.get_rng_state
+        def generator():
+            return flow._oneflow_internal.default_generator(f"cuda:{flow.cuda.current_device()}")
+        return (lambda: generator().get_state().numpy(),
+                lambda state: generator().set_state(flow.from_numpy(np.array(state))))
+    return (lambda: flow.cuda.get_rng_state().numpy(),
+            lambda state: flow.cuda.set_rng_state(flow.from_numpy(np.array(state))))
+
+
 def attention_scores(flow):
     """A function (q, k, scale) -> q @ k^T * scale for [B, heads, L, head_size] tensors, with autograd,
     the fastest way the framework has. OneFlow 0.9's matmul copies k^T into a contiguous tensor first,

@@ -105,17 +105,27 @@ def check_finite(step, terms):
 # ----------------------------------------------------------------------------------------------
 # Resumable checkpoints
 # ----------------------------------------------------------------------------------------------
+# Saved only where the framework sees a GPU; a run saved without it (on a CPU machine) resumes on a
+# GPU with that generator as it is, and one saved with it resumes on a CPU without it.
+CUDA_RNG = "framework_cuda"
+
+
 def rng_state():
-    """Python's, numpy's legacy and the framework's generator states, as plain numpy arrays (stored
-    without pickle: a copied run directory must not be able to run code on --resume)."""
+    """Python's, numpy's legacy and the framework's generator states (the current GPU's too, where
+    there is one), as plain numpy arrays (stored without pickle: a copied run directory must not be
+    able to run code on --resume)."""
     version, python_mt, gauss = random.getstate()
     kind, numpy_mt, pos, has_gauss, cached = np.random.get_state()
     assert kind == "MT19937", kind  # the legacy RandomState has no other generator
-    return {"python_version": np.array(version), "python_mt": np.array(python_mt, dtype=np.uint32),
-            "python_gauss": np.array([] if gauss is None else [gauss], dtype=np.float64),
-            "numpy_mt": np.asarray(numpy_mt, dtype=np.uint32), "numpy_pos": np.array(pos),
-            "numpy_has_gauss": np.array(has_gauss), "numpy_gauss": np.array(cached, dtype=np.float64),
-            "framework": flow.get_rng_state().numpy()}
+    state = {"python_version": np.array(version), "python_mt": np.array(python_mt, dtype=np.uint32),
+             "python_gauss": np.array([] if gauss is None else [gauss], dtype=np.float64),
+             "numpy_mt": np.asarray(numpy_mt, dtype=np.uint32), "numpy_pos": np.array(pos),
+             "numpy_has_gauss": np.array(has_gauss), "numpy_gauss": np.array(cached, dtype=np.float64),
+             "framework": flow.get_rng_state().numpy()}
+    cuda = backend.cuda_rng(flow)
+    if cuda is not None:
+        state[CUDA_RNG] = cuda[0]()
+    return state
 
 
 def set_rng_state(state):
@@ -125,6 +135,9 @@ def set_rng_state(state):
     np.random.set_state(("MT19937", state["numpy_mt"], int(state["numpy_pos"]), int(state["numpy_has_gauss"]),
                          float(state["numpy_gauss"])))
     flow.set_rng_state(flow.from_numpy(np.array(state["framework"])))
+    cuda = backend.cuda_rng(flow)
+    if cuda is not None and CUDA_RNG in state:
+        cuda[1](state[CUDA_RNG])
 
 
 def save_checkpoint(directory, model, optimizer=None, scheduler=None, state=None, vocab_file=None, exclude=(),
@@ -162,7 +175,7 @@ def load_checkpoint(directory, model, optimizer=None, scheduler=None, rank=0):
                 "it is not loaded, since unpickling can run code: start this run afresh (without --resume)")
         saved = checkpoint.load_arrays(rng_path)
         rng = {k: saved[_rank_key(rank, k)] for k in rng_state() if _rank_key(rank, k) in saved}
-        missing = sorted(_rank_key(rank, k) for k in set(rng_state()) - set(rng))
+        missing = sorted(_rank_key(rank, k) for k in set(rng_state()) - set(rng) - {CUDA_RNG})
         if missing:
             raise checkpoint.CheckpointError(f"{rng_path}: no {', '.join(missing)}")
     model.load_numpy_state_dict(weights, source=directory)

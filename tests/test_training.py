@@ -229,3 +229,34 @@ def test_fit_keeps_the_best_model_and_the_last_resume_state(tmp_path):
     import csv
     rows = list(csv.DictReader(open(tmp_path / "best" / "train_log.csv")))
     assert [float(r["dev_acc"]) for r in rows] == [0.5, 0.9, 0.7, 0.8]
+
+
+class _FakeGpuGenerator:
+    """Stands in for backend.cuda_rng on this CPU-only machine: a GPU generator whose state is bytes."""
+
+    def __init__(self, state):
+        self.state, self.restored = np.array(state, dtype=np.uint8), []
+
+    def __call__(self, flow):
+        return (lambda: self.state.copy()), self.restored.append
+
+
+def test_gpu_generator_state_is_saved_restored_and_optional(monkeypatch, tmp_path):
+    """resume/rng.npz holds the GPU generator's state where there is a GPU (dropout there draws from it),
+    restores it on resume; a checkpoint from a CPU machine resumes on a GPU and one from a GPU on a CPU."""
+    _, t, model, opt, sched = _setup("torch")
+    gpu = _FakeGpuGenerator([7, 1, 255, 0, 42])
+    monkeypatch.setattr(backend, "cuda_rng", gpu)
+    t.save_checkpoint(str(tmp_path / "gpu"), model, opt, sched, state={"step": 1})
+    assert np.array_equal(np.load(str(tmp_path / "gpu" / "rng.npz"))["framework_cuda"], gpu.state)
+    gpu.state = np.zeros(5, dtype=np.uint8)  # the generator moved on after the checkpoint
+    assert t.load_checkpoint(str(tmp_path / "gpu"), model, opt, sched) == {"step": 1}
+    assert [r.tolist() for r in gpu.restored] == [[7, 1, 255, 0, 42]]
+
+    monkeypatch.setattr(backend, "cuda_rng", lambda flow: None)  # the same checkpoint on a CPU machine
+    assert t.load_checkpoint(str(tmp_path / "gpu"), model, opt, sched) == {"step": 1}
+    t.save_checkpoint(str(tmp_path / "cpu"), model, opt, sched, state={"step": 2})
+    assert "framework_cuda" not in np.load(str(tmp_path / "cpu" / "rng.npz")).files
+    monkeypatch.setattr(backend, "cuda_rng", gpu)  # a CPU machine's checkpoint resumed on a GPU
+    assert t.load_checkpoint(str(tmp_path / "cpu"), model, opt, sched) == {"step": 2}
+    assert len(gpu.restored) == 1  # nothing to restore: the GPU generator stays as it is
