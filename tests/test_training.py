@@ -112,6 +112,28 @@ def test_train_log_csv_and_plot_survive_resume(tmp_path):
     assert png.endswith("curves.png") and os.path.getsize(png) > 1000
 
 
+def test_curves_are_redrawn_at_most_every_plot_every_s_and_at_the_end(tmp_path):
+    t = backend.import_for("training", "torch")
+    log = t.TrainLog(str(tmp_path))
+    png = tmp_path / "curves.png"
+    log.append(step=1, loss=2.0)
+    assert log.refresh_plot() == str(png)  # the first drawing is always due
+    first = png.read_bytes()
+    log.append(step=2, loss=1.0)
+    assert log.refresh_plot() is None and png.read_bytes() == first  # seconds later: not due
+    assert log.refresh_plot(final=True) == str(png) and png.read_bytes() != first  # the end: drawn
+    last = png.read_bytes()
+    log.append(step=3, loss=0.5)
+    log.PLOT_EVERY_S = 0.0  # as if the interval had passed
+    assert log.refresh_plot() == str(png) and png.read_bytes() != last
+    _, state, _ = _fit_run(tmp_path, "run", steps=4)  # saves at every step, a fraction of a second apart
+    assert state["step"] == 4
+    rows = list(__import__("csv").DictReader(open(tmp_path / "run" / "train_log.csv")))
+    assert len(rows) == 4 and os.path.getsize(tmp_path / "run" / "curves.png") > 1000
+    # drawn at the last step, after its log row: not left as the step-1 drawing
+    assert os.stat(tmp_path / "run" / "curves.png").st_mtime_ns > os.stat(tmp_path / "run" / "train_log.csv").st_mtime_ns
+
+
 def test_atomic_save_keeps_previous_checkpoint_on_crash(tmp_path, monkeypatch):
     m, t, model, opt, sched = _setup("torch")
     target = str(tmp_path / "best")
