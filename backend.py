@@ -208,7 +208,7 @@ def attention_scores(flow):
     the fastest way the framework has. OneFlow 0.9's matmul copies k^T into a contiguous tensor first,
     and on a CPU that copy (the innermost dimension moves) takes 7.5 ms of its 9.9 for the student's
     [32, 12, 64, 26] scores; its batch_matmul reads k transposed and applies the scale itself: 1.0 ms
-    (bench/bench_train_step.py measures the whole step). PyTorch's matmul takes the view as it is."""
+    (bench/bench_ops.py). PyTorch's matmul takes the view as it is."""
     if flow.__name__ != "oneflow":
         return lambda q, k, scale: flow.matmul(q, k.transpose(-1, -2)) * scale
 

@@ -1,4 +1,5 @@
 """training.py: resumable checkpoints give the same model as an uninterrupted run; guards and logs."""
+import csv
 import json
 import os
 
@@ -128,7 +129,7 @@ def test_curves_are_redrawn_at_most_every_plot_every_s_and_at_the_end(tmp_path):
     assert log.refresh_plot() == str(png) and png.read_bytes() != last
     _, state, _ = _fit_run(tmp_path, "run", steps=4)  # saves at every step, a fraction of a second apart
     assert state["step"] == 4
-    rows = list(__import__("csv").DictReader(open(tmp_path / "run" / "train_log.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "run" / "train_log.csv")))
     assert len(rows) == 4 and os.path.getsize(tmp_path / "run" / "curves.png") > 1000
     # drawn at the last step, after its log row: not left as the step-1 drawing
     assert os.stat(tmp_path / "run" / "curves.png").st_mtime_ns > os.stat(tmp_path / "run" / "train_log.csv").st_mtime_ns
@@ -223,7 +224,6 @@ def test_fit_resumes_at_the_exact_batch_after_a_crash(tmp_path):
     resumed, state, calls = _fit_run(tmp_path, "crashed", batch=8, steps=6, resume=True, dropout=0.1)
     assert calls == [8]  # only the step that crashed is redone
     assert state["step"] == 6 and _max_diff(whole, resumed) < 1e-6
-    import csv
     rows = list(csv.DictReader(open(tmp_path / "crashed" / "train_log.csv")))
     assert [r["step"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
     want = list(csv.DictReader(open(tmp_path / "whole" / "train_log.csv")))
@@ -248,7 +248,6 @@ def test_fit_keeps_the_best_model_and_the_last_resume_state(tmp_path):
     kept = json.load(open(tmp_path / "best" / "state.json"))
     assert kept["step"] == 2 and kept["metrics"] == {"acc": 0.9}
     assert json.load(open(tmp_path / "best" / "resume" / "state.json"))["step"] == 4
-    import csv
     rows = list(csv.DictReader(open(tmp_path / "best" / "train_log.csv")))
     assert [float(r["dev_acc"]) for r in rows] == [0.5, 0.9, 0.7, 0.8]
 
