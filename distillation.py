@@ -3,7 +3,8 @@
 Intermediate-layer distillation (Jiao et al., 2020, eq. 7-9): `att_loss`, the MSE between student
 and teacher attention scores before the softmax, and `rep_loss`, the MSE between hidden states
 (embeddings included) after the student's `fit_dense` projection. Prediction-layer distillation
-(eq. 10): `soft_cross_entropy` of the student's logits against the teacher's at a `temperature`.
+(eq. 10): `soft_cross_entropy` of the student's logits against the teacher's at a `temperature`
+(for a regression task, the MSE to the teacher's score).
 
 Layer mapping: a list giving, for each student layer (1..S), the teacher layer (1..T) it learns
 from. Uniform mapping takes every k-th teacher layer (k = T / S), as the paper; hidden state 0 (the
@@ -100,8 +101,17 @@ def soft_cross_entropy(student_logits, teacher_logits, temperature=1.0, over_lab
     return per_label.sum(dim=-1).mean()
 
 
-def pred_loss(student_logits, teacher_logits, temperature=1.0, labels=None, is_regression=False, over_labels="sum"):
-    """Prediction-layer loss: soft cross-entropy, or for regression (STS-B) MSE to the gold scores."""
-    if is_regression:
-        return F.mse_loss(student_logits.reshape(-1), labels.reshape(-1).to(student_logits.dtype))
-    return soft_cross_entropy(student_logits, teacher_logits, temperature, over_labels)
+def pred_loss(student_logits, teacher_logits, temperature=1.0, labels=None, is_regression=False, over_labels="sum",
+              regression_target="teacher"):
+    """Prediction-layer loss: soft cross-entropy against the teacher; for regression (STS-B) the MSE to
+    the teacher's score ("teacher", the paper's method) or to the gold score ("gold", what the reference
+    code does; its authors confirmed the paper's results learned from the teacher)."""
+    if not is_regression:
+        return soft_cross_entropy(student_logits, teacher_logits, temperature, over_labels)
+    if regression_target == "teacher":
+        target = teacher_logits
+    elif regression_target == "gold":
+        target = labels
+    else:
+        raise ValueError(f"regression_target={regression_target!r}: 'teacher' or 'gold'")
+    return F.mse_loss(student_logits.reshape(-1), target.reshape(-1).to(student_logits.dtype))

@@ -112,7 +112,13 @@ def test_soft_cross_entropy_and_pred_loss(name, dist_for):
         # the reference's normalisation (--reference_mode): a mean over the [batch, labels] entries
         reference = d.pred_loss(tensor(name, s), tensor(name, t), temperature, over_labels="mean")
         assert float(reference.numpy()) == pytest.approx(float(np.mean(-(p * log_q))), rel=1e-5)
-    # regression: MSE to the gold scores, the teacher's outputs unused
+    # regression: MSE to the teacher's scores (the paper), or to the gold ones (the reference code)
     scores = np.array([0.5, 3.0, 4.2, 1.0])
-    got = d.pred_loss(tensor(name, s[:, :1]), None, labels=tensor(name, scores), is_regression=True)
-    assert float(got.numpy()) == pytest.approx(float(np.mean((s[:, 0] - scores) ** 2)), rel=1e-5)
+    got = d.pred_loss(tensor(name, s[:, :1]), tensor(name, t[:, :1]), labels=tensor(name, scores), is_regression=True)
+    assert float(got.numpy()) == pytest.approx(float(np.mean((s[:, 0] - t[:, 0]) ** 2)), rel=1e-5)
+    gold = d.pred_loss(tensor(name, s[:, :1]), tensor(name, t[:, :1]), labels=tensor(name, scores),
+                       is_regression=True, regression_target="gold")
+    assert float(gold.numpy()) == pytest.approx(float(np.mean((s[:, 0] - scores) ** 2)), rel=1e-5)
+    with pytest.raises(ValueError, match="'teacher' or 'gold'"):
+        d.pred_loss(tensor(name, s[:, :1]), None, labels=tensor(name, scores), is_regression=True,
+                    regression_target="labels")

@@ -122,6 +122,27 @@ def test_prediction_distillation_runs_the_teacher_once_per_example(teacher, sst2
     assert sum(calls) == 3 * 96  # the reference runs the teacher at every step
 
 
+def test_sts_b_stage_2_learns_the_teacher_score_not_the_gold_one(vocab):
+    """A student equal to its teacher has nothing left to learn in stage 2, however far the gold
+    scores are; --reference_mode regresses on the gold scores as the reference code does."""
+    model = modeling.TinyBertForSequenceClassification(modeling.BertConfig(
+        vocab_size=sum(1 for _ in open(vocab)), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0), num_labels=1)
+    model.eval()
+    processor = task_distill.glue.get_processor("STS-B")
+    teacher = task_distill.Teacher(model, processor, "cpu")
+    flow = backend.framework("torch")
+    batch = {"input_ids": flow.tensor([[2, 7, 9, 3], [2, 11, 3, 0]]), "segment_ids": flow.zeros(2, 4, dtype=flow.int64),
+             "input_mask": flow.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": flow.tensor([4.5, 0.2])}
+    ours = task_distill.Losses(task_distill.Mode.STAGE2, model, teacher, is_regression=True)(batch)
+    assert float(ours["cls_loss"].detach()) == 0.0
+    gold = task_distill.Losses(task_distill.Mode.STAGE2, model, teacher, is_regression=True,
+                               recipe=task_distill.REFERENCE)(batch)
+    predicted = teacher(batch, need_internals=False)[0].reshape(-1).numpy()
+    assert float(gold["cls_loss"].detach()) == pytest.approx(float(np.mean((predicted - [4.5, 0.2]) ** 2)), rel=1e-5)
+    assert float(gold["cls_loss"].detach()) > 1.0
+
+
 def test_reference_mode_pads_to_max_seq_length(sst2, vocab):
     args = task_distill.parse_args(["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2,
                                     "--teacher_model", "t", "--student_model", "s", "--output_dir", "o"])
