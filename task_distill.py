@@ -76,9 +76,15 @@ class Mode(enum.Enum):
         return self.intermediate or self.pred
 
     @property
-    def keeps_best(self):
-        """Keep the model that scores best on dev; stage 1 has no trained classifier to score: keep the last."""
+    def scored(self):
+        """A trained classifier, scored on the task's metric; stage 1 has none and reports its losses."""
         return self is not Mode.STAGE1
+
+
+class Selection(enum.Enum):
+    """Which checkpoint a training run keeps (stage 1 always keeps its last: no classifier to score)."""
+    DEV = "dev"
+    LAST = "last"
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,9 @@ def parse_args(argv=None):
     p.add_argument("--layer_map", default="", help="teacher layer for each student layer, e.g. 2,4,6 (default uniform)")
     p.add_argument("--max_train_examples", type=int, help="train on a seeded random subset of this size")
     p.add_argument("--eval_step", type=int, default=0, help="evaluate every N steps (0: once per epoch)")
+    p.add_argument("--model_selection", choices=[s.value for s in Selection], default=Selection.DEV.value,
+                   help="which checkpoint a training run keeps: 'dev', the best on dev (the reference's: dev then "
+                        "both selects and reports it); 'last', the one at the end of a fixed budget (dev only reports)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--teacher_dtype", choices=["fp32", "bf16"], default="fp32",
                    help="run the teacher's forward pass in bfloat16 (autocast)")
@@ -174,6 +183,7 @@ def _check_args(parser, args):
     args.num_train_epochs = args.num_train_epochs or epochs
     args.weight_decay = wd if args.weight_decay is None else args.weight_decay
     args.recipe = REFERENCE if args.reference_mode else OURS
+    args.selection = Selection(args.model_selection)
     args.backend = backend.check_bound(args.backend, flow)
     return args
 
@@ -488,6 +498,7 @@ def main(argv=None):
     training.set_seed(args.seed + dist.rank)  # each rank its own dropout; the data order is seeded apart
     processor = glue.get_processor(args.task_name)
     mode, recipe = args.mode, args.recipe
+    keep_best = mode.scored and args.selection is Selection.DEV
     if mode is Mode.EVAL:
         evaluated = load_evaluated(args.student_model, processor, device)
         results = {}
@@ -527,24 +538,28 @@ def main(argv=None):
     # the reference trains stage 1 at a constant rate, stage 2 and fine-tuning with linear warm-up
     scheduler = training.make_schedule(optimizer, plan.total_steps, args.warmup_proportion,
                                        "constant" if mode is Mode.STAGE1 else "linear")
+    run_info = {"mode": mode.value, "processes": dist.world, "batch": args.train_batch_size * pieces}
+    if mode.scored and not keep_best:  # recorded only when not the default, so older runs still resume
+        run_info["model_selection"] = args.selection.value
     student.train()
     state = training.fit(
         student, training_epochs(train_data, args.train_batch_size, recipe, args.seed, device, teacher_logits,
                                  dist.world, dist.rank, accum),
         losses, optimizer, scheduler, args.output_dir, plan, precision=training.MixedPrecision(args.fp16, device),
         eval_fn=functools.partial(evaluate, args.task_name, student, dev, args.eval_batch_size, device,
-                                  None if mode.keeps_best else dataclasses.replace(losses, student=student)),
-        best_metric=glue.best_metric_name(args.task_name) if mode.keeps_best else None,
+                                  None if mode.scored else dataclasses.replace(losses, student=student)),
+        best_metric=glue.best_metric_name(args.task_name) if keep_best else None,
         resume=args.resume, keep_resume=not args.serve_for_online,
-        run_info={"mode": mode.value, "processes": dist.world, "batch": args.train_batch_size * pieces},
+        run_info=run_info,
         exclude=("fit_dense.",) if args.serve_for_online else (), desc=mode.value, dist=dist)
     if not dist.is_main:
         return state
-    if mode.keeps_best:
+    if mode.scored:
         best = modeling.TinyBertForSequenceClassification.from_pretrained(
             args.output_dir, num_labels=processor.num_labels, fit_size=None, verbose=False).to(device)
-        write_results(args.output_dir, results_json(args.task_name, evaluated_model(best, tokenizer, device),
-                                                    args.output_dir, dev, args.eval_batch_size))
+        results = results_json(args.task_name, evaluated_model(best, tokenizer, device), args.output_dir, dev,
+                               args.eval_batch_size)
+        write_results(args.output_dir, dict(results, model_selection=args.selection.value))
     print(f"done: {state['step']} steps; model in {args.output_dir}")
     return state
 

@@ -343,3 +343,28 @@ def test_do_predict_writes_the_benchmark_submission_file(teacher, tmp_path):
     logits, _ = task_distill.predict(model, features, 8, "cpu")
     assert [r.split("\t")[1] for r in rows[1:]] == [str(k) for k in logits.argmax(-1)]
     assert json.load(open(tmp_path / "out" / "results_eval.json"))["num_examples"] == 20
+
+
+def test_model_selection_last_keeps_the_final_model_not_the_best(teacher, sst2, vocab, tmp_path):
+    """--model_selection last: a fixed budget whose final weights are kept and reported. On this slice a
+    tiny student's dev accuracy does not rise above its first evaluation, so selecting on dev keeps
+    step 1, and keeping the last must keep step 9."""
+    init = save_tiny_classifier(modeling, tmp_path / "init", vocab, layers=2, hidden=24)
+    common = ["--finetune", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", init,
+              "--num_train_epochs", 3, "--eval_step", 1, "--learning_rate", 1e-3]
+    run(*common, "--output_dir", tmp_path / "best")
+    run(*common, "--output_dir", tmp_path / "last", "--model_selection", "last")
+    kept = {k: json.load(open(tmp_path / k / "state.json")) for k in ("best", "last")}
+    results = {k: json.load(open(tmp_path / k / "results_eval.json")) for k in ("best", "last")}
+    log = open(tmp_path / "last" / "train_log.csv").read().splitlines()
+    acc = [float(line.split(",")[log[0].split(",").index("dev_acc")]) for line in log[1:]]
+    assert len(acc) == 9 and max(acc) == acc[0]  # the premise: no later evaluation scores higher
+    assert kept["best"]["step"] == 1 and kept["last"]["step"] == 9
+    assert results["best"]["model_selection"] == "dev" and results["last"]["model_selection"] == "last"
+    assert results["last"]["accuracy"] == pytest.approx(acc[-1], abs=1e-6)
+    last_weights = checkpoint.load_state_dict(str(tmp_path / "last"))
+    final_weights = checkpoint.load_state_dict(str(tmp_path / "last" / "resume"))
+    assert all(np.array_equal(last_weights[k], final_weights[k]) for k in last_weights)
+    assert not np.array_equal(checkpoint.load_state_dict(str(tmp_path / "best"))["classifier.weight"],
+                              last_weights["classifier.weight"])
+    assert kept["last"]["run"]["model_selection"] == "last" and "model_selection" not in kept["best"]["run"]
