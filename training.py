@@ -358,6 +358,7 @@ class _Run:
         for name in (TrainLog.NAME, TrainLog.PLOT):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.out_dir, name))
+        shutil.rmtree(os.path.join(self.out_dir, TensorBoardLog.DIR), ignore_errors=True)
         self.log = TrainLog(self.out_dir)
 
     def accumulate(self, values, examples, group):
@@ -453,9 +454,11 @@ class TrainLog:
         if os.path.isfile(self.path):  # a resumed run continues its log
             with open(self.path, newline="") as f:
                 self.rows = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        self.events = TensorBoardLog(directory)
 
     def append(self, **row):
         self.rows.append(row)
+        self.events.write(row)
         columns = []
         for r in self.rows:
             columns += [k for k in r if k not in columns]
@@ -465,6 +468,7 @@ class TrainLog:
     def truncate_after(self, step):
         """Drop rows past `step` (a resumed run repeats them)."""
         self.rows = [r for r in self.rows if r.get("step", 0) <= step]
+        self.events.restart_after(step)
 
     def refresh_plot(self, final=False):
         """Redraw curves.png at the run's end (final) or if PLOT_EVERY_S have passed since the last
@@ -499,6 +503,48 @@ class TrainLog:
         finally:
             plt.close(fig)
         return path
+
+
+class TensorBoardLog:
+    """The train_log rows again as TensorBoard scalars in `DIR` beside it, so that `tensorboard --logdir`
+    over several runs shows them all live. Written through the tensorboard package's own event writer
+    (no TensorFlow, no torch); without that package the run goes on with the CSV and the plot alone."""
+    DIR = "tensorboard"
+
+    def __init__(self, directory):
+        try:
+            from tensorboard.compat.proto import event_pb2, summary_pb2
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        except ImportError:
+            print("note: the tensorboard package is not installed: no TensorBoard events (train_log.csv and "
+                  "curves.png are written as always)")
+            self.writer = None
+            return
+        self.event_pb2, self.summary_pb2 = event_pb2, summary_pb2
+        self.writer = EventFileWriter(os.path.join(directory, self.DIR))
+
+    def write(self, row):
+        if self.writer is None:
+            return
+        values = [self.summary_pb2.Summary.Value(tag=self.tag(k), simple_value=float(v)) for k, v in row.items()
+                  if k not in ("step", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        self.writer.add_event(self.event_pb2.Event(wall_time=time.time(), step=int(row.get("step", 0)),
+                                                   summary=self.summary_pb2.Summary(value=values)))
+        self.writer.flush()
+
+    def restart_after(self, step):
+        """A resumed run writes its steps again: TensorBoard drops what an earlier file holds past `step`
+        when it reads a session start there."""
+        if self.writer is None:
+            return
+        start = self.event_pb2.SessionLog(status=self.event_pb2.SessionLog.START)
+        self.writer.add_event(self.event_pb2.Event(wall_time=time.time(), step=step + 1, session_log=start))
+        self.writer.flush()
+
+    @staticmethod
+    def tag(column):
+        """dev_acc -> dev/acc; the training terms and rates under train/."""
+        return "dev/" + column[4:] if column.startswith("dev_") else "train/" + column
 
 
 def _fmt(v):

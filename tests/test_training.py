@@ -113,6 +113,22 @@ def test_train_log_csv_and_plot_survive_resume(tmp_path):
     assert png.endswith("curves.png") and os.path.getsize(png) > 1000
 
 
+def test_train_log_rows_reach_tensorboard_and_a_resume_replaces_the_steps_it_repeats(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    t = backend.import_for("training", "torch")
+    log = t.TrainLog(str(tmp_path))
+    log.append(step=1, epoch=0.5, att_loss=2.5)
+    log.append(step=2, epoch=1.0, att_loss=1.25, dev_acc=0.5)
+    again = t.TrainLog(str(tmp_path))  # a resumed run at step 1 repeats step 2
+    again.truncate_after(1)
+    again.append(step=2, epoch=1.0, att_loss=1.0, dev_acc=0.75)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert sorted(events.Tags()["scalars"]) == ["dev/acc", "train/att_loss"]  # step and epoch are axes
+    assert [(e.step, e.value) for e in events.Scalars("train/att_loss")] == [(1, 2.5), (2, 1.0)]
+    assert [(e.step, e.value) for e in events.Scalars("dev/acc")] == [(2, 0.75)]
+
+
 def test_curves_are_redrawn_at_most_every_plot_every_s_and_at_the_end(tmp_path):
     t = backend.import_for("training", "torch")
     log = t.TrainLog(str(tmp_path))
