@@ -13,6 +13,7 @@ import math
 import os
 import random
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 
@@ -225,6 +226,7 @@ class Plan:
     log_every: int = 0      # 0: a row at each evaluation
     save_every: int = 0     # 0: a resume checkpoint at each evaluation
     grad_accum: int = 1
+    estimate_after: int = 20  # steps timed (past the first, which warms up) before the run's cost is printed
 
     def __post_init__(self):
         if self.total_steps < 1:
@@ -278,6 +280,7 @@ def fit(model, batches, loss_fn, optimizer, scheduler, out_dir, plan, *, precisi
             run.state["step"] += 1
             bar.update(1)
             bar.set_postfix(run.postfix())
+            run.estimate(bar)
             run.after_step(eval_fn, bar)
             if run.state["step"] >= plan.total_steps:
                 break
@@ -331,6 +334,7 @@ class _Run:
                       "interval": {"steps": 0}, "run": run_info}
         self.lap = time.perf_counter()
         self.step_terms, self.speed, self.epoch_len = {}, None, 1
+        self.timed_from = None  # (step, busy seconds) where this process started timing its steps
 
     def start(self, resume):
         os.makedirs(self.out_dir, exist_ok=True)
@@ -380,6 +384,20 @@ class _Run:
         busy = self.state["train_seconds"] - self.state["pause_seconds"]
         self.speed = self.state["examples"] / max(busy, 1e-9)
         return dict(shown, **{"ex/s": f"{self.speed:.0f}"})
+
+    def estimate(self, bar):
+        """Once, early: the steps left and what they will take at the pace so far on this machine."""
+        busy = self.state["train_seconds"] - self.state["pause_seconds"]
+        if self.timed_from is None:
+            self.timed_from = (self.state["step"], busy)
+            return
+        timed = self.state["step"] - self.timed_from[0]
+        left = self.plan.total_steps - self.state["step"]
+        if timed != self.plan.estimate_after or left == 0 or not self.dist.is_main:
+            return
+        per_step = (busy - self.timed_from[1]) / timed
+        bar.write(f"estimate: {left} more steps at {per_step:.3g} s each = {_duration(left * per_step)} on this "
+                  f"machine (evaluations and checkpoints not counted; {self.plan.total_steps} steps in all)")
 
     def after_step(self, eval_fn, bar):
         started = time.perf_counter()
@@ -507,44 +525,61 @@ class TrainLog:
 
 class TensorBoardLog:
     """The train_log rows again as TensorBoard scalars in `DIR` beside it, so that `tensorboard --logdir`
-    over several runs shows them all live. Written through the tensorboard package's own event writer
-    (no TensorFlow, no torch); without that package the run goes on with the CSV and the plot alone."""
+    over several runs shows them all live. Records go through the tensorboard package's record writer
+    into a plain file: its event-file writer opens files through TensorFlow when TensorFlow is installed,
+    which a training run must not import. Without the package the run keeps the CSV and the plot alone."""
     DIR = "tensorboard"
+    opened = 0  # files this process has opened: part of each file's name, so that none is reused
 
     def __init__(self, directory):
         try:
             from tensorboard.compat.proto import event_pb2, summary_pb2
-            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+            from tensorboard.summary.writer.record_writer import RecordWriter
         except ImportError:
             print("note: the tensorboard package is not installed: no TensorBoard events (train_log.csv and "
                   "curves.png are written as always)")
-            self.writer = None
+            self.records = None
             return
         self.event_pb2, self.summary_pb2 = event_pb2, summary_pb2
-        self.writer = EventFileWriter(os.path.join(directory, self.DIR))
+        os.makedirs(os.path.join(directory, self.DIR), exist_ok=True)
+        TensorBoardLog.opened += 1
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{TensorBoardLog.opened}"
+        self.file = open(os.path.join(directory, self.DIR, name), "ab")
+        self.records = RecordWriter(self.file)
+        self._add(self.event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _add(self, event):
+        self.records.write(event.SerializeToString())
+        self.file.flush()
 
     def write(self, row):
-        if self.writer is None:
+        if self.records is None:
             return
         values = [self.summary_pb2.Summary.Value(tag=self.tag(k), simple_value=float(v)) for k, v in row.items()
                   if k not in ("step", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool)]
-        self.writer.add_event(self.event_pb2.Event(wall_time=time.time(), step=int(row.get("step", 0)),
-                                                   summary=self.summary_pb2.Summary(value=values)))
-        self.writer.flush()
+        self._add(self.event_pb2.Event(wall_time=time.time(), step=int(row.get("step", 0)),
+                                       summary=self.summary_pb2.Summary(value=values)))
 
     def restart_after(self, step):
         """A resumed run writes its steps again: TensorBoard drops what an earlier file holds past `step`
         when it reads a session start there."""
-        if self.writer is None:
+        if self.records is None:
             return
         start = self.event_pb2.SessionLog(status=self.event_pb2.SessionLog.START)
-        self.writer.add_event(self.event_pb2.Event(wall_time=time.time(), step=step + 1, session_log=start))
-        self.writer.flush()
+        self._add(self.event_pb2.Event(wall_time=time.time(), step=step + 1, session_log=start))
 
     @staticmethod
     def tag(column):
         """dev_acc -> dev/acc; the training terms and rates under train/."""
         return "dev/" + column[4:] if column.startswith("dev_") else "train/" + column
+
+
+def _duration(seconds):
+    """3725 -> '1 h 02 min'; 95 -> '1 min 35 s'."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def _fmt(v):

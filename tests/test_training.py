@@ -2,12 +2,14 @@
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import backend
-from conftest import random_batch, tiny_config_dict
+from conftest import ROOT, random_batch, tiny_config_dict
 
 
 def _setup(name, seed=0, dropout=0.1):
@@ -186,7 +188,7 @@ def test_saving_into_a_run_directory_keeps_its_other_files(tmp_path):
 
 # -- fit(): the one loop every stage trains with ---------------------------------------------------
 def _fit_run(tmp_path, name, *, batch=8, grad_accum=1, steps=4, crash_at=None, resume=False, run_info=None,
-             eval_metrics=None, dropout=0.0):
+             eval_metrics=None, dropout=0.0, estimate_after=20):
     """A tiny classifier fitted on 32 fixed random examples through training.fit."""
     m, t, model, opt, _ = _setup("torch", dropout=dropout)
     torch = backend.framework("torch")
@@ -212,7 +214,7 @@ def _fit_run(tmp_path, name, *, batch=8, grad_accum=1, steps=4, crash_at=None, r
     eval_fn = (lambda: {"acc": next(scores)}) if eval_metrics else None
     sched = t.make_schedule(opt, steps, warmup_proportion=0.25)
     plan = t.Plan(total_steps=steps, eval_every=1 if eval_metrics else 0, log_every=1, save_every=1,
-                  grad_accum=grad_accum)
+                  grad_accum=grad_accum, estimate_after=estimate_after)
     state = t.fit(model, epochs, loss_fn, opt, sched, str(tmp_path / name), plan,
                   precision=t.MixedPrecision(False, "cpu"), eval_fn=eval_fn,
                   best_metric="acc" if eval_metrics else None, resume=resume, run_info=run_info or {"mode": "test"})
@@ -297,3 +299,21 @@ def test_gpu_generator_state_is_saved_restored_and_optional(monkeypatch, tmp_pat
     monkeypatch.setattr(backend, "cuda_rng", gpu)  # a CPU machine's checkpoint resumed on a GPU
     assert t.load_checkpoint(str(tmp_path / "cpu"), model, opt, sched) == {"step": 2}
     assert len(gpu.restored) == 1  # nothing to restore: the GPU generator stays as it is
+
+
+def test_the_run_states_its_cost_once_after_timing_a_few_steps(tmp_path, capsys):
+    t = backend.import_for("training", "torch")
+    _fit_run(tmp_path, "run", steps=8, estimate_after=3)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("estimate:")]
+    # timing starts after step 1 (warm-up), so the estimate comes after step 4 with 4 steps left
+    assert len(lines) == 1 and lines[0].startswith("estimate: 4 more steps at ") and "8 steps in all" in lines[0]
+    assert [t._duration(s) for s in (7, 95, 3725)] == ["7 s", "1 min 35 s", "1 h 02 min"]
+
+
+def test_writing_tensorboard_events_imports_no_tensorflow(tmp_path):
+    code = ("import sys, training; log = training.TrainLog(sys.argv[1]); log.append(step=1, loss=0.5); "
+            "print(sorted(m for m in ('tensorflow', 'torch', 'oneflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, BACKEND="torch"), check=True).stdout
+    assert out.strip().splitlines()[-1] == "['torch']"
+    assert len(os.listdir(tmp_path / "tensorboard")) == 1
