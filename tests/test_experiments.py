@@ -89,17 +89,17 @@ def test_trained_head_predicts_held_out_words(tmp_path, capsys):
     assert set(head.replacement_ids(tokenizer)) == set(range(6, len(vocab)))
 
 
-def fake_run(root, name, accuracy=None, seconds=60.0, speed=500.0, parameters=13_200_000):
+def fake_run(root, name, accuracy=None, seconds=60.0, speed=500.0, parameters=13_200_000, under="runs", **metrics):
     """A finished stage as task_distill.py leaves it: train_log.csv, and results_eval.json if last."""
-    os.makedirs(os.path.join(root, "runs", name))
-    with open(os.path.join(root, "runs", name, "train_log.csv"), "w", newline="") as f:
+    os.makedirs(os.path.join(root, under, name))
+    with open(os.path.join(root, under, name, "train_log.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "train_seconds", "dev_acc"])
         w.writerow([10, seconds / 2, "" if accuracy is None else accuracy - 0.05])
         w.writerow([20, seconds, "" if accuracy is None else accuracy])
     if accuracy is not None:
-        with open(os.path.join(root, "runs", name, "results_eval.json"), "w") as f:
-            json.dump({"accuracy": accuracy, "parameters": parameters, "reasoningTime": speed}, f)
+        with open(os.path.join(root, under, name, "results_eval.json"), "w") as f:
+            json.dump(dict({"accuracy": accuracy, "parameters": parameters, "reasoningTime": speed}, **metrics), f)
 
 
 def test_ablation_table_reads_every_finished_arm_and_names_the_rest(tmp_path):
@@ -123,6 +123,35 @@ def test_ablation_table_reads_every_finished_arm_and_names_the_rest(tmp_path):
     assert "not finished yet: b, c, e, d bf16, d long" in done.stdout
     assert open(os.path.join(root, "summary.md")).read().count("\n") == 5
     assert os.path.getsize(os.path.join(root, "accuracy_vs_time.png")) > 1000
+
+
+def test_glue_card_sets_each_task_beside_the_paper_in_its_metric(tmp_path):
+    """The card reads each task's teacher and students in the paper's metric (MCC for CoLA, not
+    accuracy), averages the seeds, and says which tasks have not finished."""
+    root, glue = str(tmp_path / "card"), tmp_path / "glue"
+    fake_run(root, "teacher", 0.80, seconds=3600, under="CoLA", MCC=0.50)
+    for seed, (hard, tiny) in {42: (0.30, 0.44), 43: (0.34, 0.46), 44: (0.32, 0.45)}.items():
+        fake_run(root, f"hard_s{seed}", 0.70, seconds=600, under="CoLA", MCC=hard)
+        fake_run(root, f"tinybert_s{seed}_tmp", seconds=600, under="CoLA")
+        fake_run(root, f"tinybert_s{seed}", 0.75, seconds=300, under="CoLA", MCC=tiny)
+    fake_run(root, "teacher", 0.90, seconds=3600, under="SST-2")  # no students yet
+    (glue / "WNLI").mkdir(parents=True)
+    (glue / "WNLI" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n"
+                                           + "".join(f"{i}\ta\tb\t{int(i < 5)}\n" for i in range(8)))
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "summarize.py"), "--card", root,
+                           "--glue_dir", str(glue)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line}
+    cola = rows["CoLA"]
+    assert cola[1] == "MCC" and cola[2] == "50.0" and cola[3] == "32.0 (30.0, 34.0, 32.0)"
+    assert cola[4] == "45.0 (42: 44.0, 43: 46.0, 44: 45.0)" and cola[5] == "90.0%"
+    assert cola[6] == "52.1 → 44.1" and cola[7] == f"{44.1 / 52.1 * 100:.1f}%" and cola[8] == "yes"
+    assert rows["WNLI"][2] == "majority 62.5" and "SST-2" not in rows
+    assert "not finished yet: SST-2 (hard, tinybert); MRPC (teacher, hard, tinybert)" in done.stdout
+    # 1 h teacher + 3 x (10 + 10 + 5 min) students + the SST-2 teacher's hour
+    assert "3.2 CPU-hours" in done.stdout
+    assert os.path.getsize(os.path.join(root, "card.png")) > 1000
 
 
 def test_aug_examples_pair_each_sentence_with_its_first_variant(tmp_path):
