@@ -61,7 +61,7 @@ if command -v nvidia-smi >/dev/null 2>&1; then
 fi
 
 echo; echo "== 1. GPU tests =="
-# 13 tests, two of them launch torchrun, each stage run twice (GPU and CPU): not measured on a GPU yet,
+# 14 tests, two of them launch torchrun, each stage run twice (GPU and CPU): not measured on a GPU yet,
 # hence the generous limits; a limit reached says so (exit 124).
 if "$PY" -c "import pytest" >/dev/null 2>&1; then
   timeout 420 "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_gpu.py
