@@ -495,6 +495,7 @@ def main(argv=None):
     args = parse_args(argv)
     training.set_seed(args.seed)
     dist, device = backend.distributed(args.gpu)
+    precision = training.MixedPrecision(args.fp16, device)  # refuses --fp16 where it cannot run, before any loading
     training.set_seed(args.seed + dist.rank)  # each rank its own dropout; the data order is seeded apart
     processor = glue.get_processor(args.task_name)
     mode, recipe = args.mode, args.recipe
@@ -545,7 +546,7 @@ def main(argv=None):
     state = training.fit(
         student, training_epochs(train_data, args.train_batch_size, recipe, args.seed, device, teacher_logits,
                                  dist.world, dist.rank, accum),
-        losses, optimizer, scheduler, args.output_dir, plan, precision=training.MixedPrecision(args.fp16, device),
+        losses, optimizer, scheduler, args.output_dir, plan, precision=precision,
         eval_fn=functools.partial(evaluate, args.task_name, student, dev, args.eval_batch_size, device,
                                   None if mode.scored else dataclasses.replace(losses, student=student)),
         best_metric=glue.best_metric_name(args.task_name) if keep_best else None,

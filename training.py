@@ -59,14 +59,20 @@ def make_schedule(optimizer, total_steps, warmup_proportion=0.1, kind="linear"):
 
 
 class MixedPrecision:
-    """fp16 autocast with a gradient scaler on CUDA (--fp16); plain fp32 steps otherwise.
-    Gradients are clipped to `max_grad_norm` (1.0, as BERT's optimizer did) before each update."""
+    """fp16 autocast with a gradient scaler on CUDA (--fp16, PyTorch only); plain fp32 steps otherwise.
+    Gradients are clipped to `max_grad_norm` (1.0, as BERT's optimizer did) before each update.
+    `init_scale`: the loss scale the scaler starts from (PyTorch's default)."""
 
-    def __init__(self, enabled, device, max_grad_norm=1.0):
+    def __init__(self, enabled, device, max_grad_norm=1.0, init_scale=2.0 ** 16):
+        if enabled and flow.__name__ == "oneflow":
+            # OneFlow 0.9's eager amp.GradScaler holds only the settings an nn.Graph reads: it has no
+            # scale, unscale_, step, update or state_dict, so the first backward would fail.
+            raise ValueError("--fp16 is not supported on --backend oneflow (OneFlow 0.9's GradScaler works only "
+                             "in nn.Graph): use --backend torch for --fp16, or train in fp32")
         if enabled and not str(device).startswith("cuda"):
             raise ValueError("--fp16 needs a CUDA GPU; on a CPU train in fp32 (and see --teacher_dtype bf16)")
         self.enabled, self.device, self.max_grad_norm = enabled, str(device), max_grad_norm
-        self.scaler = flow.amp.GradScaler() if enabled else None
+        self.scaler = flow.amp.GradScaler("cuda", init_scale=init_scale) if enabled else None
 
     def autocast(self):
         if not self.enabled:
@@ -106,8 +112,8 @@ def check_finite(step, terms):
 # ----------------------------------------------------------------------------------------------
 # Resumable checkpoints
 # ----------------------------------------------------------------------------------------------
-# Saved only where the framework sees a GPU; a run saved without it (on a CPU machine) resumes on a
-# GPU with that generator as it is, and one saved with it resumes on a CPU without it.
+# Saved only where this process uses a GPU (backend.cuda_rng); a run saved without it (on a CPU) resumes
+# on a GPU with that generator as it is, and one saved with it resumes on a CPU without it.
 CUDA_RNG = "framework_cuda"
 
 
