@@ -167,3 +167,38 @@ def test_aug_examples_pair_each_sentence_with_its_first_variant(tmp_path):
     assert sorted(pairs) == ["| a fine and moving film about loss | a good and moving film about loss |",
                              "| the cast is superb in every scene | the cast is great in every scene |"]
     assert "3 sentences, 6 rows in train_aug.tsv, 1.00 new sentences per sentence" in done.stdout
+
+
+def test_glue_card_script_runs_every_phase_and_a_rerun_only_continues(tmp_path, minilm_dir):
+    """experiments/glue_card.sh as a user runs it, on a tiny 6-layer teacher standing in for MiniLM,
+    a slice of RTE and a few corpus lines: general distillation, the teacher, both students, the card;
+    then the same command again, which finds everything done."""
+    from conftest import save_tiny_classifier, shared_path, write_task_slice
+    glue = tmp_path / "glue"
+    write_task_slice(glue / "RTE", shared_path("glue_data", "RTE"), 24, 16)
+    (glue / "WNLI").mkdir()
+    (glue / "WNLI" / "dev.tsv").write_text(open(shared_path("glue_data", "WNLI", "dev.tsv")).read())
+    corpus = tmp_path / "corpus.raw"
+    corpus.write_text("\n".join(open(shared_path("corpus", "wikitext-2-raw", "wiki.valid.raw")).read()
+                                .splitlines()[:200]) + "\n")
+    teacher = save_tiny_classifier(modeling, tmp_path / "minilm", os.path.join(minilm_dir, "vocab.txt"), layers=6,
+                                   hidden=48, num_attention_heads=12)  # the student has 12 heads, as MiniLM
+    env = dict(os.environ, GLUE_DIR=str(glue), CORPUS=str(corpus), OUT=str(tmp_path / "card"), TASKS="RTE",
+               SEEDS="42", MINILM=teacher, PY=sys.executable, THREADS="1", GD_EPOCHS="1",
+               TASK_ARGS="--max_train_examples 16 --num_train_epochs 1 --max_seq_length 32 --eval_batch_size 16",
+               GD_ARGS="--max_steps 2")
+    script = os.path.join(ROOT, "experiments", "glue_card.sh")
+    done = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    card = tmp_path / "card"
+    for run in ("general_tinybert_4L_312D", "RTE/teacher", "RTE/hard_s42", "RTE/tinybert_s42_tmp", "RTE/tinybert_s42"):
+        assert (card / run / ".complete").is_file(), run
+    for run in ("RTE/teacher", "RTE/hard_s42", "RTE/tinybert_s42"):
+        results = json.load(open(card / run / "results_eval.json"))
+        assert results["model_selection"] == "last" and results["num_examples"] == 16
+    assert json.load(open(card / "RTE/tinybert_s42/config.json"))["num_hidden_layers"] == 4
+    row = [line for line in open(card / "card.md").read().splitlines() if line.startswith("| RTE |")]
+    assert len(row) == 1 and "66.4 → 66.6" in row[0]
+    again = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count(": done") == 5 and "task_distill.py --" not in again.stdout
