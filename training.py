@@ -503,23 +503,40 @@ class TrainLog:
         self.plotted_at = now
         return self.plot()
 
+    # columns that say nothing a panel should show: the x axes, the clock, the speed (the progress bar has it)
+    NOT_PLOTTED = ("step", "epoch", "train_seconds", "examples_per_s")
+
+    def panels(self):
+        """The columns worth a panel each: every loss term, the total only where it differs from the one
+        term it sums, the dev metrics and the learning rate."""
+        columns = [c for c in dict.fromkeys(c for r in self.rows for c in r) if c not in self.NOT_PLOTTED]
+        for prefix in ("", "dev_"):  # the training terms, then their dev means
+            terms = [c for c in columns if c.endswith("_loss") and c != prefix + "loss"
+                     and (c.startswith("dev_") == (prefix == "dev_"))]
+            if prefix + "loss" in columns and len(terms) == 1:
+                columns.remove(prefix + "loss")
+        return columns
+
     def plot(self, path=None, x="step"):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         path = path or os.path.join(os.path.dirname(self.path), self.PLOT)
-        columns = [c for r in self.rows for c in r if c not in (x, "epoch")]
-        columns = list(dict.fromkeys(columns))
+        columns = self.panels()
         if not columns:
             return None
-        fig, axes = plt.subplots(len(columns), 1, figsize=(7, 2.2 * len(columns)), sharex=True, squeeze=False)
-        for ax, col in zip(axes[:, 0], columns):
+        ncols = min(3, len(columns))
+        nrows = -(-len(columns) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.6 * nrows), squeeze=False)
+        for ax, col in zip(axes.flat, columns):
             pts = [(r[x], r[col]) for r in self.rows if isinstance(r.get(col), (int, float)) and x in r]
             if pts:
                 ax.plot(*zip(*pts), marker="." if len(pts) < 50 else None)
-            ax.set_ylabel(col, fontsize=8)
+            ax.set_title(col, fontsize=9)
+            ax.set_xlabel(x, fontsize=8)
             ax.grid(alpha=0.3)
-        axes[-1, 0].set_xlabel(x)
+        for ax in axes.flat[len(columns):]:
+            ax.set_visible(False)
         fig.tight_layout()
         try:
             with checkpoint.atomic_file(path) as f:

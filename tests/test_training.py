@@ -115,6 +115,22 @@ def test_train_log_csv_and_plot_survive_resume(tmp_path):
     assert png.endswith("curves.png") and os.path.getsize(png) > 1000
 
 
+def test_curves_show_what_tells_something_in_a_grid(tmp_path):
+    t = backend.import_for("training", "torch")
+    finetune = t.TrainLog(str(tmp_path / "a"))
+    finetune.rows = [{"step": 1, "epoch": 0.1, "lr": 1e-4, "train_seconds": 3.0, "cls_loss": 0.7, "loss": 0.7,
+                      "examples_per_s": 90.0, "dev_acc": 0.8}]
+    assert finetune.panels() == ["lr", "cls_loss", "dev_acc"]  # loss is cls_loss again; time and speed rise flat
+    stage1 = t.TrainLog(str(tmp_path / "b"))
+    stage1.rows = [{"step": 1, "lr": 5e-5, "att_loss": 2.0, "rep_loss": 1.0, "loss": 3.0, "dev_att_loss": 2.1,
+                    "dev_rep_loss": 1.1, "dev_loss": 3.2}]
+    assert stage1.panels() == ["lr", "att_loss", "rep_loss", "loss", "dev_att_loss", "dev_rep_loss", "dev_loss"]
+    png = stage1.plot()
+    import matplotlib.image
+    height, width = matplotlib.image.imread(png).shape[:2]
+    assert width > height  # 3 columns of panels, not one tall column
+
+
 def test_train_log_rows_reach_tensorboard_and_a_resume_replaces_the_steps_it_repeats(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     t = backend.import_for("training", "torch")
