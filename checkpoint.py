@@ -66,11 +66,16 @@ def require_model_dir(model_dir):
     model directory is missing before saying which of its files is."""
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"model directory {model_dir} does not exist")
-    for parent, folders, files in os.walk(model_dir):  # symlinked folders are listed, not entered
+    check_links_inside(model_dir)
+
+
+def check_links_inside(directory):
+    """Raise at the first symlink under `directory` that leads outside it."""
+    for parent, folders, files in os.walk(directory):  # symlinked folders are listed, not entered
         for name in folders + files:
             path = os.path.join(parent, name)
             if os.path.islink(path):
-                check_inside(path, model_dir)
+                check_inside(path, directory)
 
 
 def find_config(model_dir):
@@ -930,6 +935,8 @@ def recover_interrupted_writes(directory):
     directory = os.path.abspath(directory)
     if not os.path.isdir(directory) and not glob.glob(glob.escape(directory) + ".old-*"):
         return
+    if os.path.isdir(directory):  # what is moved or removed below must be the directory's own
+        check_links_inside(directory)
     _finish_swap(directory)
     names = os.listdir(directory) if os.path.isdir(directory) else []
     for name in sorted({n.split(".old-")[0] for n in names if ".old-" in n}):  # subdirectories mid-swap
@@ -967,6 +974,9 @@ def atomic_dir(directory, carry_over=True):
     directory holds only what was written (OFRecord parts of an older, larger run would be read as data).
     """
     directory = os.path.abspath(directory)
+    if os.path.islink(directory):  # the swap would move the files of the folder it points to
+        raise OutsidePath(f"{directory} is a symlink; refused: it is replaced by a new directory of its own, "
+                          "which would move the files of the folder it points to (give that folder instead)")
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=parent)
