@@ -435,7 +435,7 @@ def torch_load_weights_only(path):
         if refused:
             raise RefusedPickle(f"{path}: refused to unpickle: it asks for {refused.group(1)}, which a file "
                                 "of weights and optimizer state never needs (nothing in the file was run)") from None
-        found = re.search(r"WeightsUnpickler error: ([^\n]*)", str(e))
+        found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))
         reason = found.group(1).strip() if found else "an opcode or object the weights-only unpickler does not admit"
         raise RefusedPickle(f"{path}: refused to unpickle ({reason}); nothing in the file was run") from None
     except Exception as e:
