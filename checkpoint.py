@@ -549,8 +549,9 @@ def map_leaves(obj, kind, convert):
 MAX_NESTING = 32
 MAX_ENTRIES = 1_000_000
 # Built tensors, counted as often as they are referred to, may take this many times the bytes of
-# the files on disk (tied weights such as the LM decoder and the word embeddings count twice).
-MAX_BYTES_PER_BYTE_ON_DISK = 2
+# the files on disk: tied weights (the LM decoder and the word embeddings) count twice, and in a
+# small model with a large vocabulary they are most of the file.
+MAX_BYTES_PER_BYTE_ON_DISK = 4
 MAX_DIMS = 8  # BERT's tensors have at most 2; numpy's own limit is 32
 
 
