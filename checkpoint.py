@@ -952,6 +952,9 @@ def recover_interrupted_writes(directory):
 def _finish_swap(directory):
     parent, base = os.path.dirname(directory), os.path.basename(directory)
     for old in glob.glob(os.path.join(glob.escape(parent), glob.escape(base) + ".old-*")):
+        if os.path.islink(old):  # never a swap's leftover: its files are not this directory's to take
+            raise OutsidePath(f"{old} is a symlink beside {directory}; refused: crash recovery would move the "
+                              "files of the folder it points to (remove the link)")
         new = os.path.join(parent, old[len(os.path.join(parent, base) + ".old-"):])  # the finished temporary
         if not os.path.isdir(directory):
             os.rename(new if os.path.isdir(new) else old, directory)

@@ -194,15 +194,20 @@ def test_resume_linked_outside_is_refused_and_moves_nothing(name, entry, tmp_pat
     assert os.path.islink(link)
 
 
-def test_atomic_dir_refuses_to_replace_a_symlink(tmp_path, outside):
+def test_atomic_dir_and_recovery_refuse_a_symlink_in_place_of_a_swapped_directory(tmp_path, outside):
     link = tmp_path / "resume"
     os.symlink(outside, link)
     with pytest.raises(checkpoint.OutsidePath, match=rf"^{link} is a symlink; refused"):
         with checkpoint.atomic_dir(str(link)) as tmp:
             open(os.path.join(tmp, "state.json"), "w").close()
-    assert_untouched(outside)
-    assert os.listdir(outside) == ["secret.bin"]
     assert sorted(os.listdir(tmp_path)) == ["outside", "resume"]
+    os.remove(link)
+    (tmp_path / "run").mkdir()
+    os.symlink(outside, tmp_path / "run.old-tmpabc")  # beside the run directory, as a swap of it leaves one
+    with pytest.raises(checkpoint.OutsidePath, match=rf"^{tmp_path}/run\.old-tmpabc is a symlink beside"):
+        checkpoint.recover_interrupted_writes(str(tmp_path / "run"))
+    assert_untouched(outside)
+    assert os.listdir(outside) == ["secret.bin"] and os.listdir(tmp_path / "run") == []
 
 
 # -- ONNX files ------------------------------------------------------------------------------------
@@ -433,3 +438,24 @@ def test_published_outputs_carry_no_absolute_path(tiny_onnx):
     metadata = {p.key: p.value for p in onnx.load(str(tiny_onnx / "none.onnx"), load_external_data=False).metadata_props}
     assert json.loads(metadata["tinybert/source"]) == "model"
     assert not any(str(tiny_onnx) in v for v in metadata.values())
+
+
+@pytest.mark.parametrize("attack", ["linked tensor", "config"])
+def test_do_eval_refuses_before_evaluating(attack, tmp_path, outside):
+    import task_distill  # bound to the torch backend (conftest)
+    data = tmp_path / "SST-2"
+    data.mkdir()
+    (data / "dev.tsv").write_text("sentence\tlabel\ntok1 tok2\t1\ntok3\t0\n", encoding="utf-8")
+    model = write_oneflow_dir(str(tmp_path / "model"), _tiny_state())
+    if attack == "linked tensor":
+        shutil.rmtree(os.path.join(model, "tensor_0"))
+        os.symlink(outside, os.path.join(model, "tensor_0"))
+        expected = rf"^{model}/tensor_0 leads outside {model}"
+    else:
+        checkpoint.write_json_atomic(os.path.join(model, "config.json"), tiny_config_dict(num_attention_heads=0))
+        expected = rf"^{model}/config\.json: num_attention_heads 0 must be an integer from 1"
+    with pytest.raises(checkpoint.CheckpointError, match=expected):
+        task_distill.main(["--do_eval", "--task_name", "SST-2", "--data_dir", str(data), "--student_model", model,
+                           "--output_dir", str(tmp_path / "eval"), "--backend", "torch"])
+    assert not os.path.exists(tmp_path / "eval" / "results_eval.json")
+    assert_untouched(outside)
