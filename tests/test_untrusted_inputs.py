@@ -418,7 +418,15 @@ def test_predict_and_export_refuse_in_one_line(tmp_path, outside, tiny_onnx):
     linked = write_oneflow_dir(str(tmp_path / "linked"), _tiny_state())
     shutil.rmtree(os.path.join(linked, "tensor_0"))
     os.symlink(outside, os.path.join(linked, "tensor_0"))
+    marker = tmp_path / "marker"
+
+    class Payload:
+        def __reduce__(self):
+            return exec, (f"open({str(marker)!r}, 'w').close()",)
+    crafted = _model_dir(tmp_path / "crafted")
+    torch.save({"bert.pooler.dense.weight": Payload()}, os.path.join(crafted, "pytorch_model.bin"))
     cases = [("predict.py", tmp_path / "custom.onnx", "custom.onnx: node custom is evil.ops.Exec"),
+             ("predict.py", crafted, f"{crafted}/pytorch_model.bin: refused to unpickle: it asks for exec"),
              ("predict.py", linked, f"{linked}/tensor_0 leads outside {linked}"),
              ("export_onnx.py", linked, f"{linked}/tensor_0 leads outside {linked}")]
     for script, model, expected in cases:
@@ -430,7 +438,7 @@ def test_predict_and_export_refuse_in_one_line(tmp_path, outside, tiny_onnx):
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and expected in last and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert_untouched(outside)
-    assert not os.path.exists(tmp_path / "x.onnx")
+    assert not os.path.exists(tmp_path / "x.onnx") and not marker.exists()
 
 
 def test_published_outputs_carry_no_absolute_path(tiny_onnx):
