@@ -161,8 +161,9 @@ def test_vocab_linked_outside_is_never_copied_into_an_output(tmp_path, outside):
 
 
 # -- run directories -------------------------------------------------------------------------------
-def _fit(name, out_dir):
-    """training.fit resuming into `out_dir` (what task_distill.py --resume runs); one step of a tiny model."""
+def _fit(name, out_dir, resume=True):
+    """training.fit into `out_dir`: resuming (what --resume runs) or afresh (what --overwrite runs); one
+    step of a tiny model."""
     m, t = bound("modeling", name), bound("training", name)
     flow = m.flow
     model = m.TinyBertForSequenceClassification(m.BertConfig.from_dict(tiny_config_dict()), num_labels=2, fit_size=32)
@@ -174,7 +175,7 @@ def _fit(name, out_dir):
         return {"loss": flow.nn.functional.cross_entropy(model(batch["ids"])[0], flow.tensor([0, 1], dtype=flow.int64))}
     return t.fit(model, lambda e: t.Epoch(1, lambda i: {"ids": ids}), loss_fn, opt, sched, str(out_dir),
                  t.Plan(total_steps=1, eval_every=0, log_every=1, save_every=1),
-                 precision=t.MixedPrecision(False, "cpu"), resume=True, run_info={"mode": "test"})
+                 precision=t.MixedPrecision(False, "cpu"), resume=resume, run_info={"mode": "test"})
 
 
 @pytest.mark.parametrize("entry", ["resume", "resume.old-tmpabc", "resume.tmp-abc"])
@@ -192,6 +193,17 @@ def test_resume_linked_outside_is_refused_and_moves_nothing(name, entry, tmp_pat
     assert_untouched(outside)
     assert os.listdir(outside) == ["secret.bin"]
     assert os.path.islink(link)
+
+
+def test_a_fresh_run_over_a_linked_resume_moves_nothing(tmp_path, outside):
+    """--overwrite: a fresh run drops the old resume state; a linked one is refused, not emptied."""
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(outside, run / "resume")
+    with pytest.raises(checkpoint.OutsidePath, match=rf"^{run}/resume leads outside {run}"):
+        _fit("torch", run, resume=False)
+    assert_untouched(outside)
+    assert os.listdir(outside) == ["secret.bin"] and os.listdir(run) == ["resume"]
 
 
 def test_atomic_dir_and_recovery_refuse_a_symlink_in_place_of_a_swapped_directory(tmp_path, outside):
