@@ -461,7 +461,8 @@ def results_json(task, evaluated, model_path, features, batch_size):
     out = {renamed.get(k, k): round(v, 6) for k, v in m.items()}
     out.update(task=processor.task, best_metric=glue.best_metric_name(task),
                num_examples=len(features), parameters=evaluated.parameters, modelSize=evaluated.size_mb,
-               reasoningTime=round(speed, 1), backend=evaluated.engine, model_dir=os.path.abspath(model_path))
+               reasoningTime=round(speed, 1), backend=evaluated.engine,
+               model_dir=os.path.relpath(model_path))  # published results carry no absolute path of this machine
     return out
 
 
