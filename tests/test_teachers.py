@@ -1,0 +1,149 @@
+"""Teachers that are not this project's BERT (teachers.py): tiny random RoBERTa, XLM-R, ELECTRA,
+DeBERTa-v2, DistilBERT and ALBERT classifiers built with transformers (no download), each with a
+tokenizer of its family's kind (byte-level BPE, SentencePiece-style unigram, WordPiece), distilled
+through both stages of task_distill.py into a TinyBERT student that predict.py and transformers load."""
+import csv
+import os
+
+import numpy as np
+import pytest
+
+import checkpoint
+import glue
+import inference
+import task_distill
+import teachers
+from conftest import shared_path, write_task_slice
+from tiny_assets import demo_sentences, write_vocab
+
+import modeling  # bound to the torch backend (conftest sets BACKEND)
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+SHAPE = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=48,
+             max_position_embeddings=80)
+# model_type -> (tokenizer kind, extra config); the vocabulary size comes from the tokenizer
+ARCHITECTURES = {
+    "roberta": ("bpe", dict(type_vocab_size=1)),
+    "xlm-roberta": ("unigram-roberta", dict(type_vocab_size=1)),
+    "electra": ("wordpiece", dict(embedding_size=16)),
+    "deberta-v2": ("unigram-bert", dict(relative_attention=True, position_biased_input=False, type_vocab_size=0,
+                                        pos_att_type=["p2c", "c2p"], max_relative_positions=-1, position_buckets=16)),
+    "distilbert": ("wordpiece", dict()),
+    "albert": ("unigram-bert", dict(embedding_size=16)),
+}
+
+
+def write_tokenizer(kind, directory):
+    """A trained-on-the-demo tokenizer of `kind` in `directory`; returns (vocab size, pad id)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    if kind == "wordpiece":
+        path = write_vocab(directory)
+        return sum(1 for _ in open(path)), 0
+    texts = demo_sentences()
+    if kind == "bpe":
+        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+        tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
+                                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    else:
+        specials = (["<s>", "<pad>", "</s>", "<unk>", "<mask>"] if kind == "unigram-roberta"
+                    else ["[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]"])
+        tok = Tokenizer(models.Unigram())
+        tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+        tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=300, special_tokens=specials,
+                                                               unk_token=specials[3]))
+    cls_, pad, sep, unk, mask = specials
+    if kind == "unigram-bert":  # DeBERTa-v3 / ALBERT: [CLS] a [SEP] b [SEP], types 0 then 1
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls_} $A {sep}", pair=f"{cls_} $A {sep} $B:1 {sep}:1",
+            special_tokens=[(cls_, tok.token_to_id(cls_)), (sep, tok.token_to_id(sep))])
+        names = ["input_ids", "token_type_ids", "attention_mask"]
+    else:  # RoBERTa / XLM-R: <s> a </s></s> b </s>, no types
+        tok.post_processor = processors.RobertaProcessing((sep, tok.token_to_id(sep)), (cls_, tok.token_to_id(cls_)))
+        names = ["input_ids", "attention_mask"]
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, cls_token=cls_, sep_token=sep, pad_token=pad, unk_token=unk, mask_token=mask,
+        model_input_names=names)
+    fast.save_pretrained(str(directory))
+    return tok.get_vocab_size(), tok.token_to_id(pad)
+
+
+@pytest.fixture(scope="module")
+def sst2(tmp_path_factory):
+    return write_task_slice(tmp_path_factory.mktemp("data") / "SST-2", shared_path("glue_data", "SST-2"), 64, 32)
+
+
+def write_teacher(model_type, directory):
+    """A random (but complete: classifier included) transformers classifier and its tokenizer."""
+    import torch
+    kind, extra = ARCHITECTURES[model_type]
+    vocab, pad = write_tokenizer(kind, directory)
+    shape = dict(SHAPE)
+    if model_type == "distilbert":
+        shape = dict(dim=32, n_layers=3, n_heads=4, hidden_dim=48, max_position_embeddings=80)
+    config = transformers.AutoConfig.for_model(model_type, vocab_size=vocab, pad_token_id=pad, num_labels=2,
+                                               **shape, **extra)
+    torch.manual_seed(0)
+    transformers.AutoModelForSequenceClassification.from_config(config).save_pretrained(str(directory))
+    return str(directory)
+
+
+def log_rows(run_dir):
+    with open(os.path.join(run_dir, "train_log.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("model_type", list(ARCHITECTURES))
+def test_any_transformers_teacher_distils_through_both_stages(model_type, sst2, tmp_path, capsys):
+    teacher = write_teacher(model_type, tmp_path / "teacher")
+    student = teachers.write_student(teacher, str(tmp_path / "student"), modeling, layers=2, hidden=16, heads=2,
+                                     intermediate=32)
+    common = ["--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher, "--max_seq_length", "32",
+              "--train_batch_size", "16", "--seed", "1"]
+    task_distill.main(common + ["--intermediate_distill", "--student_model", student, "--output_dir",
+                                str(tmp_path / "s1"), "--num_train_epochs", "4", "--learning_rate", "3e-3"])
+    printed = capsys.readouterr().out
+    # 3 teacher layers, 2 student layers: evenly spaced; heads 4 vs 2 -> the head-free KL
+    assert "layer map (student->teacher): emb->emb, 1->2, 2->3; att_loss kl" in printed
+    rows = log_rows(tmp_path / "s1")
+    for term in ("dev_att_loss", "dev_rep_loss"):
+        first, last = float(rows[0][term]), float(rows[-1][term])
+        assert last < 0.9 * first, (term, first, last)
+    task_distill.main(common + ["--pred_distill", "--student_model", str(tmp_path / "s1"), "--output_dir",
+                                str(tmp_path / "s2"), "--num_train_epochs", "3", "--learning_rate", "3e-3"])
+    rows = log_rows(tmp_path / "s2")
+    assert float(rows[-1]["cls_loss"]) < float(rows[0]["cls_loss"])
+
+    # the student carries the teacher's tokenizer and is read alike by predict.py's loader and transformers
+    out = str(tmp_path / "s2")
+    served = inference.load_student(out, "torch")
+    reference = transformers.AutoTokenizer.from_pretrained(teacher) if not os.path.isfile(
+        os.path.join(teacher, "vocab.txt")) else None
+    if reference is not None:
+        assert served.tokenizer.get_vocab() == reference.get_vocab()
+    examples = [glue.InputExample("1", "a gripping , funny film", None, None),
+                glue.InputExample("2", "dull", "not worth it", None)]
+    ours = inference.predict_examples(served.runner, examples, served.tokenizer, 32)[0]
+    pipe = transformers.pipeline("text-classification", model=out, tokenizer=out, top_k=None)
+    theirs = pipe([{"text": "a gripping , funny film"}, {"text": "dull", "text_pair": "not worth it"}],
+                  function_to_apply="none")
+    theirs = np.array([[d["score"] for d in sorted(r, key=lambda d: d["label"])] for r in theirs])
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_pair_layout_follows_the_teacher_tokenizer(tmp_path):
+    """RoBERTa's <s> a </s></s> b </s> without token types; DeBERTa's [CLS] a [SEP] b [SEP] with types:
+    the features are what the tokenizer itself gives for the pair."""
+    for kind in ("bpe", "unigram-bert"):
+        write_tokenizer(kind, tmp_path / kind)
+        tok = checkpoint.load_tokenizer(str(tmp_path / kind))
+        feats = glue.convert_examples_to_features([glue.InputExample("1", "good film", "bad plot", None)], tok, 40,
+                                                  [None])
+        own = tok("good film", "bad plot")
+        n = len(own["input_ids"])
+        assert feats.input_ids[0, :n].tolist() == own["input_ids"] and feats.input_mask[0].sum() == n
+        assert feats.segment_ids[0, :n].tolist() == own.get("token_type_ids", [0] * n)
+        assert (kind == "bpe") == ("token_type_ids" not in own)
