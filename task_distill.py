@@ -224,8 +224,9 @@ def load_models(student_dir, teacher_dir, processor, device, allow_untrained_tea
     teacher = None
     if teacher_dir:
         teacher = teachers.load_teacher(teacher_dir, processor.num_labels, device, modeling, allow_untrained_teacher)
-    student = modeling.TinyBertForSequenceClassification.from_pretrained(
-        student_dir, num_labels=processor.num_labels, fit_size=teacher.config.hidden_size if teacher else None)
+    student = teachers.load_classifier(student_dir, processor.num_labels, modeling,
+                                       fit_size=teacher.config.hidden_size if teacher else None,
+                                       trainable_only_alone=teacher is not None)
     if teacher is not None:
         check_same_vocabulary(teacher_dir, teacher.config, student_dir, student.config)
     label_permutation(student, processor, "student", allow_remap=False)
@@ -438,8 +439,7 @@ def load_evaluated(path, processor, device):
             label_order({str(i): n for i, n in enumerate(student.labels)}, path, processor, "model", allow_remap=False)
         return Evaluated(student.runner, student.tokenizer, inference.onnx_parameters(path),
                          round(os.path.getsize(path) / 2 ** 20, 2), student.engine)
-    model = modeling.TinyBertForSequenceClassification.from_pretrained(
-        path, num_labels=processor.num_labels, fit_size=None).to(device)
+    model = teachers.load_classifier(path, processor.num_labels, modeling, fit_size=None).to(device)
     label_permutation(model, processor, "model", allow_remap=False)
     return evaluated_model(model, checkpoint.load_tokenizer(path), device)
 
@@ -561,8 +561,8 @@ def main(argv=None):
     if not dist.is_main:
         return state
     if mode.scored:
-        best = modeling.TinyBertForSequenceClassification.from_pretrained(
-            args.output_dir, num_labels=processor.num_labels, fit_size=None, verbose=False).to(device)
+        best = teachers.load_classifier(args.output_dir, processor.num_labels, modeling, fit_size=None,
+                                        verbose=False).to(device)
         results = results_json(args.task_name, evaluated_model(best, tokenizer, device), args.output_dir, dev,
                                args.eval_batch_size)
         write_results(args.output_dir, dict(results, model_selection=args.selection.value))

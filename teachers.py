@@ -71,6 +71,20 @@ def _torch_module():
     return torch.nn.Module
 
 
+def load_classifier(model_dir, num_labels, modeling, trainable_only_alone=False, **kwargs):
+    """A model directory to train or score: modeling.py's TinyBERT classifier for a BERT directory,
+    else an AutoClassifier (teacher fine-tuning of a RoBERTa, DeBERTa, ... directory). A distillation
+    student (trainable_only_alone) must be this project's BERT: its fit_dense and attention scores are
+    what the losses use."""
+    if is_bert(model_dir):
+        return modeling.TinyBertForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels, **kwargs)
+    if trainable_only_alone:
+        raise ValueError(f"student {model_dir} is a {model_type(model_dir)} model: a distillation student is this "
+                         "project's BERT (teachers.write_student makes one on a teacher's vocabulary); "
+                         "other architectures are trained with --finetune only")
+    return AutoClassifier.from_pretrained(model_dir, num_labels, verbose=kwargs.get("verbose", True))
+
+
 class AutoClassifier(_torch_module()):
     """A transformers sequence classifier behind modeling.TinyBertForSequenceClassification's call:
     (logits, attentions, hidden states); attentions are pre-softmax scores when `scores` is True, else
@@ -117,6 +131,17 @@ class AutoClassifier(_torch_module()):
             self.hf.save_pretrained(tmp)
             for path in _tokenizer_paths(self.source_dir):
                 checkpoint.copy_file(path, os.path.join(tmp, os.path.basename(path)))
+
+    def load_numpy_state_dict(self, state, source="state dict"):
+        """Resume (training.load_checkpoint): the weights save_pretrained wrote, under transformers' names."""
+        import torch
+        own = self.hf.state_dict()
+        missing = [k for k, _ in self.hf.named_parameters() if k not in state]
+        if missing:
+            raise ValueError(f"{source}: missing {len(missing)} tensor(s), e.g. {', '.join(missing[:3])}")
+        self.hf.load_state_dict({k: torch.from_numpy(checkpoint.as_float32(state[k]).copy()) for k in own if k in state},
+                                strict=False)
+        return [], [k for k in state if k not in own]
 
     def _find_projections(self):
         """[(query module, key module)] in layer order; ALBERT's one shared layer runs once per layer

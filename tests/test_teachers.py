@@ -147,3 +147,64 @@ def test_pair_layout_follows_the_teacher_tokenizer(tmp_path):
         assert feats.input_ids[0, :n].tolist() == own["input_ids"] and feats.input_mask[0].sum() == n
         assert feats.segment_ids[0, :n].tolist() == own.get("token_type_ids", [0] * n)
         assert (kind == "bpe") == ("token_type_ids" not in own)
+
+
+def test_minilm_through_transformers_gives_the_losses_of_modeling_py(minilm_dir, tmp_path):
+    """all-MiniLM-L6-v2 (real weights) as a teacher read by modeling.py and by transformers' Auto
+    classes: with the same attention quantity (scores rebuilt from the hooked projections, or the
+    probabilities for the KL) both give the same stage-1 and stage-2 losses."""
+    import torch
+    from conftest import ROOT
+    base = modeling.TinyBertForSequenceClassification.from_pretrained(minilm_dir, num_labels=2, fit_size=384)
+    teacher_dir = str(tmp_path / "teacher")
+    base.save_pretrained(teacher_dir, exclude=("fit_dense.",))  # one classifier for both readers
+    processor = glue.get_processor("SST-2")
+    tokenizer = checkpoint.load_tokenizer(teacher_dir)
+    examples = processor.read_examples(os.path.join(ROOT, "data", "demo", "SST-2"), "dev")[:12]
+    feats = glue.convert_examples_to_features(examples, tokenizer, 40, processor)
+    batch = task_distill.to_tensors(feats, np.arange(len(feats)), int(feats.lengths.max()), "cpu")
+    torch.manual_seed(0)
+    student = modeling.TinyBertForSequenceClassification(
+        modeling.BertConfig(vocab_size=30522, hidden_size=48, num_hidden_layers=3, num_attention_heads=12,
+                            intermediate_size=64), num_labels=2, fit_size=384).eval()
+    results = {}
+    for through in ("modeling", "transformers"):
+        model = teachers.load_teacher(teacher_dir, 2, "cpu", modeling, through=through)
+        teacher = task_distill.Teacher(model, processor, "cpu")
+        for att in ("mse", "kl"):
+            matching = task_distill.make_teacher(model, student, processor, "cpu", att_loss=att)[1]
+            assert matching.layer_map == [2, 4, 6] and matching.att_loss_name == att
+            with torch.no_grad():
+                one = task_distill.Losses(task_distill.Mode.STAGE1, student, teacher, matching)(batch)
+                two = task_distill.Losses(task_distill.Mode.STAGE2, student, teacher, matching)(batch)
+            results[through, att] = {k: float(v) for k, v in {**one, "cls_loss": two["cls_loss"]}.items()}
+    assert isinstance(model, teachers.AutoClassifier) and model.scores
+    for att in ("mse", "kl"):
+        ours, auto = results["modeling", att], results["transformers", att]
+        assert set(ours) == {"att_loss", "rep_loss", "cls_loss", "loss"}
+        for term in ours:
+            assert auto[term] == pytest.approx(ours[term], abs=1e-5), (att, term)
+        assert ours["att_loss"] > 1e-3 and ours["rep_loss"] > 1e-3  # a random student: values that could differ
+
+
+def test_teacher_fine_tuning_takes_a_transformers_directory(sst2, tmp_path):
+    """--finetune on a RoBERTa directory trains it as it is and writes it in transformers' layout
+    (with its tokenizer and the task's labels), which then loads as a teacher and in --do_eval."""
+    import torch
+    init = write_teacher("roberta", tmp_path / "init")
+    out = str(tmp_path / "ft")
+    task_distill.main(["--finetune", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", init,
+                       "--output_dir", out, "--num_train_epochs", "2", "--learning_rate", "1e-3",
+                       "--max_seq_length", "32", "--model_selection", "last"])
+    rows = log_rows(out)
+    assert len(rows) == 2 and float(rows[-1]["cls_loss"]) < float(rows[0]["cls_loss"])
+    assert teachers.model_type(out) == "roberta" and os.path.isfile(os.path.join(out, "tokenizer.json"))
+    trained = teachers.load_teacher(out, 2, "cpu", modeling)
+    before = teachers.load_teacher(init, 2, "cpu", modeling)
+    assert trained.config.extra["id2label"] == {"0": "0", "1": "1"}
+    ids = torch.tensor([[0, 5, 6, 7, 2]])
+    with torch.no_grad():
+        assert not torch.allclose(trained(ids, None, torch.ones_like(ids))[0], before(ids, None, torch.ones_like(ids))[0])
+    results = task_distill.main(["--do_eval", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", out,
+                                 "--output_dir", str(tmp_path / "eval"), "--max_seq_length", "32"])
+    assert results["num_examples"] == 32 and "accuracy" in results
