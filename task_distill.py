@@ -223,7 +223,8 @@ def load_models(student_dir, teacher_dir, processor, device, allow_untrained_tea
     """(teacher or None, student) on `device`; the student records the task's label order."""
     teacher = None
     if teacher_dir:
-        teacher = teachers.load_teacher(teacher_dir, processor.num_labels, device, modeling, allow_untrained_teacher)
+        teacher = teachers.load_teacher(teacher_dir, processor.num_labels, device, modeling, allow_untrained_teacher,
+                                        task=processor.task)
     student = teachers.load_classifier(student_dir, processor.num_labels, modeling,
                                        fit_size=teacher.config.hidden_size if teacher else None,
                                        trainable_only_alone=teacher is not None)

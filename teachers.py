@@ -21,7 +21,10 @@ import math
 import os
 from types import SimpleNamespace
 
+import backend
 import checkpoint
+
+flow = backend.framework()  # torch for transformers models; on OneFlow from_pretrained refuses
 
 # model_type -> the names of the query and key projections inside each attention layer, for the
 # encoders whose pre-softmax scores are q.k / sqrt(head size) plus the mask (no position term).
@@ -47,7 +50,7 @@ def is_bert(model_dir):
     return model_type(model_dir) == "bert"
 
 
-def load_teacher(model_dir, num_labels, device, modeling, allow_untrained=False, through=None):
+def load_teacher(model_dir, num_labels, device, modeling, allow_untrained=False, through=None, task="this task"):
     """The teacher of `model_dir` in eval mode on `device`: modeling.py's BERT for a BERT directory,
     else an AutoClassifier. through="transformers" takes the Auto path for a BERT directory too (what
     the tests use to check one path against the other)."""
@@ -61,14 +64,9 @@ def load_teacher(model_dir, num_labels, device, modeling, allow_untrained=False,
         teacher = AutoClassifier.from_pretrained(model_dir, num_labels)
         untrained = bool(teacher.missing_keys)
     if untrained and not allow_untrained:
-        raise ValueError(f"teacher {model_dir} has no classifier: it was never fine-tuned on this task "
+        raise ValueError(f"teacher {model_dir} has no classifier: it was never fine-tuned on {task} "
                          "(run run_train_teacher.sh first), or pass --allow_untrained_teacher")
     return teacher.eval().to(device)
-
-
-def _torch_module():
-    import torch
-    return torch.nn.Module
 
 
 def load_classifier(model_dir, num_labels, modeling, trainable_only_alone=False, **kwargs):
@@ -85,7 +83,7 @@ def load_classifier(model_dir, num_labels, modeling, trainable_only_alone=False,
     return AutoClassifier.from_pretrained(model_dir, num_labels, verbose=kwargs.get("verbose", True))
 
 
-class AutoClassifier(_torch_module()):
+class AutoClassifier(flow.nn.Module):
     """A transformers sequence classifier behind modeling.TinyBertForSequenceClassification's call:
     (logits, attentions, hidden states); attentions are pre-softmax scores when `scores` is True, else
     probabilities. A torch module, so that teacher fine-tuning trains and saves it like a BERT."""
@@ -110,6 +108,9 @@ class AutoClassifier(_torch_module()):
 
     @classmethod
     def from_pretrained(cls, model_dir, num_labels=None, verbose=True, **_):
+        if flow.__name__ != "torch":
+            raise ValueError(f"{model_dir} is a {model_type(model_dir)} model: models other than BERT run through "
+                             "transformers, on the torch backend only (--backend torch, or BACKEND=torch)")
         import transformers
         path = checkpoint.for_transformers(model_dir)
         kwargs = {"num_labels": num_labels} if num_labels else {}

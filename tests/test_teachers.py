@@ -11,6 +11,7 @@ import pytest
 import checkpoint
 import glue
 import inference
+import make_student
 import task_distill
 import teachers
 from conftest import shared_path, write_task_slice
@@ -99,8 +100,9 @@ def log_rows(run_dir):
 @pytest.mark.parametrize("model_type", list(ARCHITECTURES))
 def test_any_transformers_teacher_distils_through_both_stages(model_type, sst2, tmp_path, capsys):
     teacher = write_teacher(model_type, tmp_path / "teacher")
-    student = teachers.write_student(teacher, str(tmp_path / "student"), modeling, layers=2, hidden=16, heads=2,
-                                     intermediate=32)
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", teacher, "--output_dir", student, "--num_hidden_layers", "2",
+                       "--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32"])
     common = ["--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher, "--max_seq_length", "32",
               "--train_batch_size", "16", "--seed", "1"]
     task_distill.main(common + ["--intermediate_distill", "--student_model", student, "--output_dir",
