@@ -97,7 +97,7 @@ def load_tokenizer(model_dir, do_lower_case=None):
         from transformers import AutoTokenizer
         return AutoTokenizer.from_pretrained(for_transformers(model_dir))
     if vocab is None:
-        raise FileNotFoundError(f"{model_dir}: no {VOCAB_NAME} (or {TOKENIZER_JSON}) in this model directory")
+        raise FileNotFoundError(f"{model_dir}: no {VOCAB_NAME} in this model directory (nor a {TOKENIZER_JSON})")
     if do_lower_case is None:
         do_lower_case = _lower_case_of(model_dir, vocab)
     # transformers 5 takes the vocabulary as `vocab=`; given `vocab_file=` it silently builds an

@@ -210,3 +210,25 @@ def test_teacher_fine_tuning_takes_a_transformers_directory(sst2, tmp_path):
     results = task_distill.main(["--do_eval", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", out,
                                  "--output_dir", str(tmp_path / "eval"), "--max_seq_length", "32"])
     assert results["num_examples"] == 32 and "accuracy" in results
+
+
+def test_a_bpe_student_exports_to_onnx_with_its_tokenizer(sst2, tmp_path):
+    """export_onnx.py carries tokenizer.json in the file's metadata: the .onnx alone tokenizes as the
+    student directory does and gives its logits."""
+    pytest.importorskip("onnxruntime")
+    import export_onnx
+    teacher = write_teacher("roberta", tmp_path / "teacher")
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", teacher, "--output_dir", student, "--num_hidden_layers", "2",
+                       "--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32"])
+    out = str(tmp_path / "s2")
+    task_distill.main(["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
+                       "--student_model", student, "--output_dir", out, "--num_train_epochs", "1",
+                       "--max_seq_length", "32"])
+    onnx_path = str(tmp_path / "student.onnx")
+    export_onnx.main(["--model", out, "--output", onnx_path])
+    served, exported = inference.load_student(out, "torch"), inference.load_student(onnx_path)
+    assert exported.tokenizer.get_vocab() == served.tokenizer.get_vocab()
+    examples = [glue.InputExample("1", "a gripping , funny film", "dull", None)]
+    np.testing.assert_allclose(inference.predict_examples(exported.runner, examples, exported.tokenizer, 32)[0],
+                               inference.predict_examples(served.runner, examples, served.tokenizer, 32)[0], atol=1e-4)
