@@ -27,6 +27,10 @@ import backend
 
 CONFIG_NAME = "config.json"
 VOCAB_NAME = "vocab.txt"
+# A tokenizer other than BERT's WordPiece (BPE, SentencePiece: a RoBERTa, XLM-R or DeBERTa teacher's,
+# which its student takes): transformers' fast-tokenizer files, read by AutoTokenizer.
+TOKENIZER_JSON = "tokenizer.json"
+TOKENIZER_FILES = (TOKENIZER_JSON, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 SAFETENSORS_NAME = "model.safetensors"
 PYTORCH_NAME = "pytorch_model.bin"
 ONEFLOW_PICKLE = "pickled_data"   # oneflow.save(state_dict, DIR): this file + one folder per tensor
@@ -94,13 +98,32 @@ def find_vocab(model_dir):
     return check_inside(path, model_dir) if os.path.isfile(path) else None
 
 
+def tokenizer_files(model_dir):
+    """Paths of the fast-tokenizer files in a directory without vocab.txt (empty where it has one:
+    a WordPiece vocabulary is all a BERT tokenizer needs)."""
+    if model_dir is None or find_vocab(model_dir) or not os.path.isfile(os.path.join(model_dir, TOKENIZER_JSON)):
+        return []
+    return [p for p in (os.path.join(model_dir, n) for n in TOKENIZER_FILES) if os.path.isfile(p)]
+
+
+def for_transformers(model_dir):
+    """The one place a model directory is handed to transformers (AutoTokenizer, Auto models):
+    every check of an untrusted directory belongs here, before transformers opens any of its files."""
+    require_model_dir(model_dir)
+    return model_dir
+
+
 def load_tokenizer(model_dir, do_lower_case=None):
-    """transformers' BertTokenizerFast over `model_dir`/vocab.txt, cased or not as the model was trained."""
+    """transformers' BertTokenizerFast over `model_dir`/vocab.txt, cased or not as the model was trained;
+    without vocab.txt, the fast tokenizer its tokenizer.json describes (BPE, SentencePiece)."""
     require_model_dir(model_dir)
     from transformers import BertTokenizerFast
     vocab = find_vocab(model_dir)
+    if vocab is None and tokenizer_files(model_dir):
+        from transformers import AutoTokenizer
+        return AutoTokenizer.from_pretrained(for_transformers(model_dir))
     if vocab is None:
-        raise FileNotFoundError(f"{model_dir}: no {VOCAB_NAME} in this model directory")
+        raise FileNotFoundError(f"{model_dir}: no {VOCAB_NAME} in this model directory (nor a {TOKENIZER_JSON})")
     if do_lower_case is None:
         do_lower_case = _lower_case_of(model_dir, vocab)
     # transformers 5 takes the vocabulary as `vocab=`; given `vocab_file=` it silently builds an

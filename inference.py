@@ -33,7 +33,7 @@ ONNX_OPSET = 17  # the first with LayerNormalization as one op
 # Files of the model directory an .onnx file carries as metadata (key: METADATA_PREFIX + name), so
 # that it alone is enough to serve: the tokenizer needs vocab.txt and casing, the labels config.json.
 METADATA_PREFIX = "tinybert/"
-METADATA_FILES = (checkpoint.CONFIG_NAME, checkpoint.VOCAB_NAME, "tokenizer_config.json")
+METADATA_FILES = (checkpoint.CONFIG_NAME, checkpoint.VOCAB_NAME, *checkpoint.TOKENIZER_FILES)
 
 
 class InferenceError(ValueError):
@@ -247,8 +247,9 @@ def metadata_of_dir(model_dir):
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as f:
                 out[METADATA_PREFIX + name] = f.read()
-    if METADATA_PREFIX + checkpoint.VOCAB_NAME not in out:
-        raise InferenceError(f"{model_dir}: no {checkpoint.VOCAB_NAME}; an exported model must carry its vocabulary")
+    if not {METADATA_PREFIX + checkpoint.VOCAB_NAME, METADATA_PREFIX + checkpoint.TOKENIZER_JSON} & set(out):
+        raise InferenceError(f"{model_dir}: no {checkpoint.VOCAB_NAME} or {checkpoint.TOKENIZER_JSON}; an exported "
+                             "model must carry its vocabulary")
     return out
 
 
@@ -261,6 +262,8 @@ def unpack_metadata(metadata, directory, source):
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
     missing = [n for n in (checkpoint.CONFIG_NAME, checkpoint.VOCAB_NAME) if n not in files]
+    if checkpoint.TOKENIZER_JSON in files and checkpoint.VOCAB_NAME in missing:
+        missing.remove(checkpoint.VOCAB_NAME)
     if missing:
         raise InferenceError(f"{source}: no {' or '.join(missing)} in its metadata; export it with export_onnx.py")
     return files

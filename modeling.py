@@ -304,6 +304,9 @@ class PreTrainedBert(nn.Module):
             checkpoint.save_safetensors(state, tmp)
             if vocab_file:
                 checkpoint.copy_file(vocab_file, os.path.join(tmp, checkpoint.VOCAB_NAME))
+            else:  # a BPE / SentencePiece vocabulary (a student of a RoBERTa, XLM-R, DeBERTa teacher)
+                for path in checkpoint.tokenizer_files(self.source_dir):
+                    checkpoint.copy_file(path, os.path.join(tmp, os.path.basename(path)))
 
 
 class BertModel(PreTrainedBert):

@@ -39,6 +39,7 @@ import distillation
 import glue
 import inference
 import modeling
+import teachers
 import training
 
 flow = backend.framework()
@@ -110,7 +111,9 @@ def parse_args(argv=None):
     p.add_argument("--student_model", "--model", dest="student_model", required=True,
                    help="model directory to train or evaluate (general TinyBERT, stage-1 student, or BERT to fine-tune); "
                         "--do_eval/--do_predict also take an .onnx file from export_onnx.py")
-    p.add_argument("--teacher_model", help="fine-tuned teacher model directory (distillation)")
+    p.add_argument("--teacher_model", help="fine-tuned teacher model directory (distillation): this project's BERT, or "
+                                           "any encoder transformers' AutoModelForSequenceClassification loads "
+                                           "(RoBERTa, XLM-R, ELECTRA, DeBERTa, ... on --backend torch)")
     p.add_argument("--output_dir", required=True)
     mode = p.add_argument_group("what to run")
     mode.add_argument("--intermediate_distill", action="store_true", help="stage 1: att_loss + rep_loss")
@@ -132,6 +135,10 @@ def parse_args(argv=None):
     p.add_argument("--warmup_proportion", type=float, default=0.1)
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of pred_distill")
     p.add_argument("--layer_map", default="", help="teacher layer for each student layer, e.g. 2,4,6 (default uniform)")
+    p.add_argument("--att_loss", choices=["auto", *distillation.ATT_LOSSES], default="auto",
+                   help="stage 1's attention term: 'mse' on pre-softmax scores head by head (the paper's), 'kl' on "
+                        "head-averaged attention distributions (any head count, any teacher); 'auto' takes mse "
+                        "where the teacher allows it")
     p.add_argument("--max_train_examples", type=int, help="train on a seeded random subset of this size")
     p.add_argument("--eval_step", type=int, default=0, help="evaluate every N steps (0: once per epoch)")
     p.add_argument("--model_selection", choices=[s.value for s in Selection], default=Selection.DEV.value,
@@ -216,14 +223,11 @@ def load_models(student_dir, teacher_dir, processor, device, allow_untrained_tea
     """(teacher or None, student) on `device`; the student records the task's label order."""
     teacher = None
     if teacher_dir:
-        teacher = modeling.TinyBertForSequenceClassification.from_pretrained(
-            teacher_dir, num_labels=processor.num_labels, fit_size=None)
-        if any(k.startswith("classifier.") for k in teacher.missing_keys) and not allow_untrained_teacher:
-            raise ValueError(f"teacher {teacher_dir} has no classifier: it was never fine-tuned on "
-                             f"{processor.task} (run run_train_teacher.sh first), or pass --allow_untrained_teacher")
-        teacher.eval().to(device)
-    student = modeling.TinyBertForSequenceClassification.from_pretrained(
-        student_dir, num_labels=processor.num_labels, fit_size=teacher.config.hidden_size if teacher else None)
+        teacher = teachers.load_teacher(teacher_dir, processor.num_labels, device, modeling, allow_untrained_teacher,
+                                        task=processor.task)
+    student = teachers.load_classifier(student_dir, processor.num_labels, modeling,
+                                       fit_size=teacher.config.hidden_size if teacher else None,
+                                       trainable_only_alone=teacher is not None)
     if teacher is not None:
         check_same_vocabulary(teacher_dir, teacher.config, student_dir, student.config)
     label_permutation(student, processor, "student", allow_remap=False)
@@ -350,7 +354,7 @@ class Losses:
     mode: Mode
     student: object
     teacher: object = None
-    layer_map: list = None
+    matching: distillation.Matching = None
     is_regression: bool = False
     temperature: float = 1.0
     recipe: Recipe = OURS
@@ -369,8 +373,8 @@ class Losses:
                 t_logits, t_atts, t_reps = self.teacher(b, internals)
             mask = b["input_mask"] if self.recipe.masked_means else None
             if internals:
-                terms["att_loss"] = distillation.att_loss(atts, t_atts, self.layer_map, mask)
-                terms["rep_loss"] = distillation.rep_loss(reps, t_reps, self.layer_map, mask)
+                terms["att_loss"] = self.matching.att_term(atts, t_atts, mask)
+                terms["rep_loss"] = distillation.rep_loss(reps, t_reps, self.matching.layer_map, mask)
             if self.mode.pred:
                 terms["cls_loss"] = distillation.pred_loss(logits, t_logits, self.temperature, b["labels"],
                                                            self.is_regression, self.recipe.soft_ce_over_labels,
@@ -436,8 +440,7 @@ def load_evaluated(path, processor, device):
             label_order({str(i): n for i, n in enumerate(student.labels)}, path, processor, "model", allow_remap=False)
         return Evaluated(student.runner, student.tokenizer, inference.onnx_parameters(path),
                          round(os.path.getsize(path) / 2 ** 20, 2), student.engine)
-    model = modeling.TinyBertForSequenceClassification.from_pretrained(
-        path, num_labels=processor.num_labels, fit_size=None).to(device)
+    model = teachers.load_classifier(path, processor.num_labels, modeling, fit_size=None).to(device)
     label_permutation(model, processor, "model", allow_remap=False)
     return evaluated_model(model, checkpoint.load_tokenizer(path), device)
 
@@ -478,11 +481,12 @@ def write_results(output_dir, results):
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
-def make_teacher(model, student, processor, device, dtype="fp32", remap_labels=False, layer_map_text=""):
-    """The Teacher and the layer map from student layers to its layers."""
+def make_teacher(model, student, processor, device, dtype="fp32", remap_labels=False, layer_map_text="",
+                 att_loss="auto"):
+    """The Teacher and the Matching of its layers and attention to the student's."""
     teacher = Teacher(model, processor, device, dtype, remap_labels)
-    return teacher, distillation.parse_layer_map(layer_map_text, model.config.num_hidden_layers,
-                                                 student.config.num_hidden_layers)
+    return teacher, distillation.match_layers(model.config, student.config, layer_map_text, att_loss,
+                                              getattr(model, "scores", True))
 
 
 def make_plan(global_batches, grad_accum, epochs, eval_step):
@@ -527,13 +531,15 @@ def main(argv=None):
               f"{args.num_train_epochs} epochs, batch {args.train_batch_size} x {dist.world} processes x {accum} "
               f"accumulated = {args.train_batch_size * pieces}, backend {args.backend} on {device}")
 
-    teacher = layer_map = teacher_logits = None
+    teacher = matching = teacher_logits = None
     if mode.needs_teacher:
-        teacher, layer_map = make_teacher(teacher_model, student, processor, device, args.teacher_dtype,
-                                          args.remap_teacher_labels, args.layer_map)
+        teacher, matching = make_teacher(teacher_model, student, processor, device, args.teacher_dtype,
+                                         args.remap_teacher_labels, args.layer_map, args.att_loss)
+        if mode.intermediate and dist.is_main:
+            print(matching.describe())
     if mode is Mode.STAGE2 and recipe.teacher_logits_once:
         teacher_logits = teacher.all_logits(train_data, args.eval_batch_size, recipe, dist)
-    losses = Losses(mode, dist.wrap(student), teacher, layer_map, processor.is_regression, args.temperature, recipe)
+    losses = Losses(mode, dist.wrap(student), teacher, matching, processor.is_regression, args.temperature, recipe)
     plan = make_plan(len(batches(train_data, args.train_batch_size * pieces, recipe, min_rows=pieces)), accum,
                      args.num_train_epochs, args.eval_step)
     optimizer = training.make_optimizer(student, args.learning_rate, args.weight_decay)
@@ -557,8 +563,8 @@ def main(argv=None):
     if not dist.is_main:
         return state
     if mode.scored:
-        best = modeling.TinyBertForSequenceClassification.from_pretrained(
-            args.output_dir, num_labels=processor.num_labels, fit_size=None, verbose=False).to(device)
+        best = teachers.load_classifier(args.output_dir, processor.num_labels, modeling, fit_size=None,
+                                        verbose=False).to(device)
         results = results_json(args.task_name, evaluated_model(best, tokenizer, device), args.output_dir, dev,
                                args.eval_batch_size)
         write_results(args.output_dir, dict(results, model_selection=args.selection.value))
