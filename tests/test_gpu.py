@@ -214,10 +214,11 @@ def test_general_distillation_first_step_equals_cpu(tmp_path):
 
 def augmentor(device, double):
     import data_augmentation as da
+    import word_vectors as wv
     a = assets()
     model = da.load_masked_lm(a["mlm"], device)
     return da.Augmentor(model.double() if double else model, checkpoint.load_tokenizer(a["mlm"]),
-                        da.load_glove(a["glove"], 0), 15, device)
+                        wv.load_glove(a["glove"], 0), 15, device)
 
 
 def test_augmentation_candidates_on_gpu_equal_cpu():
