@@ -68,7 +68,8 @@ weren't won won't wouldn wouldn't 's 're""".split())
 TASK_N = {"sst-2": 20, "qnli": 20, "mnli": 10, "mnli-mm": 10, "qqp": 10}
 DEFAULT_N = 30
 # (examples per chunk, padded tokens per masked-LM batch). A chunk's masked positions are batched by
-# length: with 64 SST-2 examples a 4096-token batch was 36% padding, with 256 and 2048 tokens 3%.
+# length: the more examples a chunk holds, the closer in length a batch's rows, the less padding
+# (bench/bench_augmentation.py measures the choice).
 CPU_BATCHING = (256, 2048)
 GPU_BATCHING = (1024, 32768)
 

@@ -125,8 +125,8 @@ class BertSelfAttention(nn.Module):
             scores = None
         else:
             scores = _attention_scores(q, k, 1.0 / math.sqrt(self.head_size))
-            # Added as an expanded view: OneFlow's CPU broadcast add takes 11.6 ms on the student's
-            # [32, 12, 64, 64] scores, the same add on the expanded mask 1.4 ms; PyTorch is indifferent.
+            # Added as an expanded view: OneFlow's CPU broadcast add is many times slower than the same
+            # add on an expanded tensor (bench/bench_ops.py); PyTorch is indifferent.
             scores = scores + additive_mask.expand(scores.shape)
             context = flow.matmul(self.dropout(F.softmax(scores, dim=-1)), v)
         context = context.permute(0, 2, 1, 3)

@@ -377,7 +377,8 @@ def _trim(tokens, cut, rng):
 
 
 def make_instance(a, b, is_random_next, rng, args):
-    """The instance as a JSON line, as json.dumps writes it, from tokens quoted once (3x faster)."""
+    """The instance as a JSON line, as json.dumps writes it, from tokens quoted once (each token is
+    JSON-quoted a single time for the whole corpus, not per instance)."""
     a, b = truncate_pair(a, b, args.max_seq_len - 3, rng)
     w = _worker
     ids = [w["cls_id"]] + a + [w["sep_id"]] + b + [w["sep_id"]]

@@ -467,8 +467,8 @@ class _Run:
 class TrainLog:
     """Rows of loss terms and metrics, appended to `train_log.csv`, plotted to `curves.png`."""
     NAME, PLOT = "train_log.csv", "curves.png"
-    # Drawing curves.png takes about 0.5 s (9 panels, 2 CPU cores): at every evaluation of a short run
-    # that was 6.5 s of the demo's 100 s stage 1. refresh_plot redraws at most this often, and at the end.
+    # Drawing curves.png takes a noticeable part of a second: at every evaluation of a short run (the
+    # demo's) that added up. refresh_plot redraws at most this often, and at the end.
     PLOT_EVERY_S = 60.0
 
     def __init__(self, directory):
