@@ -1,34 +1,13 @@
-"""GLUE for every stage: task processors, features, batches, metrics and OFRecord files, framework-free.
+"""GLUE for every stage: task processors, features, batches, metrics, submission files and OFRecord
+files, with no framework in it, so that every backend and every stage reads GLUE the same way.
 
-Public API (the contract the training, distillation and augmentation stages rely on):
-
-- `get_processor(task)`: task names are case-insensitive: cola, sst-2, mrpc, sts-b, qqp, mnli, mnli-mm,
-  qnli, rte, wnli (the GLUE directory names, e.g. "SST-2", work too). A processor has
-  `labels` (list; `[None]` for the regression task STS-B), `is_regression`, `num_labels`,
-  `text_columns` (columns of train.tsv that hold text; what data augmentation rewrites),
-  `has_header` (of train/dev/train_aug; every GLUE test.tsv has one), `dir_name` (the GLUE folder),
-  `splits` and `read_examples(data_dir, split, skip_bad_rows=False)` -> [InputExample(guid, text_a,
-  text_b, label)]. Splits: train, dev, test, train_aug (+ dev_mismatched, test_mismatched for mnli;
-  mnli-mm's dev/test *are* the mismatched files). Test examples have label None.
-  `train_aug.tsv` (written by data augmentation) keeps train.tsv's columns and its header line.
-- `tokenizer_from_dir(model_dir, do_lower_case=None)`: BertTokenizerFast from the model's vocab.txt;
-  lower-casing from tokenizer_config.json / config.json, else inferred (a vocab without upper case is uncased).
-- `convert_examples_to_features(examples, tokenizer, max_seq_length, label_list_or_processor)` ->
-  `Features`: numpy input_ids, input_mask, segment_ids (int32 [N, max_seq_length]), label_ids (int64, -1
-  where unlabeled; float32 for regression, NaN where unlabeled), `lengths`, `num_truncated`.
-  `[CLS] a [SEP] b [SEP]`, or the tokenizer's own layout (`template_of`: RoBERTa's `<s> a </s></s> b </s>`,
-  token types only where it returns them); pairs are truncated longest-first exactly as BERT's
-  `_truncate_seq_pair`.
-- `iter_batches(features, batch_size, shuffle=, seed=, epoch=, group_by_length=)`: dicts of numpy arrays
-  padded to the longest sequence of each batch, plus `index` (rows of `features`).
-- `load_features(path, task, split, tokenizer=None, max_seq_length=None)`: a tsv task directory, an
-  OFRecord task directory (`OUT/<TASK>/`) or one OFRecord split directory (`OUT/<TASK>/<split>/`).
-- `compute_metrics(task, preds, labels)` -> dict; `best_metric_name(task)`; the table is TASK_METRICS.
-- OFRecord: `write_ofrecord(features, split_dir, num_parts)` / `read_ofrecord(split_dir)`. Layout as the
-  original: `OUT/<TASK>/{train,train_aug,eval,test}/<split>.of_record-<i>`; each record holds int32
-  input_ids, input_mask, segment_ids, label_ids (float for regression) and is_real_example. Which
-  features a record holds is decided here (`record_columns`); the file format itself is ofrecord.py's,
-  numpy from the protobuf wire format, so the PyTorch backend never needs OneFlow.
+Conventions the stages rely on: task names are case-insensitive and the GLUE folder names work too
+("SST-2", "sts-b"); STS-B is the one regression task (labels `[None]`, float scores); unlabeled rows
+(test splits) carry label -1, or NaN for a score; `train_aug.tsv` keeps train.tsv's columns and header;
+pairs are encoded in the tokenizer's own layout (`[CLS] a [SEP] b [SEP]` for BERT, RoBERTa's
+`<s> a </s></s> b </s>`) and truncated longest-first as BERT's `_truncate_seq_pair`. OFRecord files
+follow the original's layout, `OUT/<TASK>/{train,train_aug,eval,test}/<split>.of_record-<i>`; which
+features a record holds is decided here, the file format itself is ofrecord.py's.
 
 Bad input raises GlueDataError naming file:line and the row (or, with skip_bad_rows, is counted and
 reported once per file); a damaged OFRecord file raises ofrecord.OFRecordError naming the file and byte
@@ -229,10 +208,6 @@ def read_tsv(path, has_header):
 # ----------------------------------------------------------------------------------------------
 # Tokenizer and features
 # ----------------------------------------------------------------------------------------------
-# The one implementation lives with the model directory layout.
-tokenizer_from_dir = checkpoint.load_tokenizer
-
-
 @dataclass
 class Features:
     input_ids: np.ndarray    # int32 [N, max_seq_length]
@@ -623,7 +598,7 @@ def load_features(path, task, split="train", tokenizer=None, max_seq_length=None
     if tokenizer is None or max_seq_length is None:
         raise GlueDataError(f"{processor.split_path(path, split)}: tsv input needs a tokenizer and max_seq_length")
     if isinstance(tokenizer, str):
-        tokenizer = tokenizer_from_dir(tokenizer)
+        tokenizer = checkpoint.load_tokenizer(tokenizer)
     examples = processor.read_examples(path, split, skip_bad_rows=skip_bad_rows)
     return convert_examples_to_features(examples, tokenizer, max_seq_length, processor)
 

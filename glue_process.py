@@ -11,6 +11,7 @@ import logging
 import os
 
 import cli
+import checkpoint
 import glue
 
 
@@ -58,7 +59,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     lower = {"auto": None, "true": True, "false": False}[args.do_lower_case]
-    tokenizer = glue.tokenizer_from_dir(args.model_dir, do_lower_case=lower)
+    tokenizer = checkpoint.load_tokenizer(args.model_dir, do_lower_case=lower)
     for task in filter(None, (t.strip() for t in args.tasks.split(","))):
         process_task(task, args, tokenizer)
 

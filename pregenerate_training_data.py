@@ -76,14 +76,6 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------------------------------------
 # Tokenizer
 # ----------------------------------------------------------------------------------------------
-def load_tokenizer(model_dir, do_lower_case=None):
-    """checkpoint.load_tokenizer, unless the user's --[no-]do_lower_case overrides its choice."""
-    tokenizer = checkpoint.load_tokenizer(model_dir)
-    if do_lower_case is not None and do_lower_case != tokenizer.do_lower_case:
-        tokenizer = type(tokenizer)(vocab=checkpoint.find_vocab(model_dir), do_lower_case=do_lower_case)
-    return tokenizer
-
-
 # ----------------------------------------------------------------------------------------------
 # Corpus: documents as lists of sentences
 # ----------------------------------------------------------------------------------------------
@@ -161,7 +153,7 @@ _worker = {}
 def prepare_workspace(model_dir, do_lower_case, workspace):
     """Write what the workers need of the tokenizer into the workspace directory. With worker
     processes this runs in a process of its own: only it needs transformers (~40 MB)."""
-    tokenizer = load_tokenizer(model_dir, do_lower_case)
+    tokenizer = checkpoint.load_tokenizer(model_dir, do_lower_case)
     dot = tokenizer.convert_tokens_to_ids(".")
     setup = {"tokenizer_json": tokenizer.backend_tokenizer.to_str(),
              "vocab": tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))),

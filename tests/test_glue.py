@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+import checkpoint
 import glue
 import ofrecord
 from conftest import ROOT, shared_path
@@ -24,7 +25,7 @@ OFFICIAL_ROWS = [("SST-2", "train", 67349), ("SST-2", "dev", 872), ("SST-2", "te
 
 @pytest.fixture(scope="module")
 def tokenizer(minilm_dir):
-    return glue.tokenizer_from_dir(minilm_dir)
+    return checkpoint.load_tokenizer(minilm_dir)
 
 
 def write(path, text, mode="w"):
@@ -212,14 +213,14 @@ def test_lower_casing_from_the_model_directory(tmp_path, minilm_dir):
     uncased = tmp_path / "uncased"
     uncased.mkdir()
     shutil.copy(os.path.join(minilm_dir, "vocab.txt"), uncased)
-    assert glue.tokenizer_from_dir(str(uncased)).tokenize("HELLO World") == ["hello", "world"]  # inferred
+    assert checkpoint.load_tokenizer(str(uncased)).tokenize("HELLO World") == ["hello", "world"]  # inferred
     write(str(uncased / "tokenizer_config.json"), '{"do_lower_case": false}')
-    assert glue.tokenizer_from_dir(str(uncased)).tokenize("HELLO") == ["[UNK]"]
+    assert checkpoint.load_tokenizer(str(uncased)).tokenize("HELLO") == ["[UNK]"]
     cased = tmp_path / "cased"
     write(str(cased / "vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\nHello\nhello\n")
-    assert glue.tokenizer_from_dir(str(cased)).tokenize("Hello hello") == ["Hello", "hello"]
+    assert checkpoint.load_tokenizer(str(cased)).tokenize("Hello hello") == ["Hello", "hello"]
     with pytest.raises(FileNotFoundError, match="no vocab.txt"):
-        glue.tokenizer_from_dir(str(tmp_path))
+        checkpoint.load_tokenizer(str(tmp_path))
 
 
 # ----------------------------------------------------------------------------------------------

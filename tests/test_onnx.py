@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import export_onnx
+import checkpoint
 import glue
 import inference
 import modeling  # bound to the torch backend (conftest sets BACKEND)
@@ -43,7 +44,7 @@ def exported(tmp_path_factory, minilm_classifier):
 def dev_features(minilm_classifier):
     """64 real SST-2 dev sentences (every 14th), of 3 to 47 words."""
     examples = glue.get_processor("sst-2").read_examples(shared_path("glue_data", "SST-2"), "dev")[::14]
-    return glue.convert_examples_to_features(examples, glue.tokenizer_from_dir(minilm_classifier[0]), 128, [None])
+    return glue.convert_examples_to_features(examples, checkpoint.load_tokenizer(minilm_classifier[0]), 128, [None])
 
 
 def test_fp32_graph_gives_the_torch_logits_on_real_sentences(minilm_classifier, exported, dev_features):

@@ -147,7 +147,7 @@ def test_reference_mode_pads_to_max_seq_length(sst2, vocab):
     args = task_distill.parse_args(["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2,
                                     "--teacher_model", "t", "--student_model", "s", "--output_dir", "o"])
     import glue
-    features = glue.load_features(sst2, "SST-2", "train", glue.tokenizer_from_dir(os.path.dirname(vocab)), 64)
+    features = glue.load_features(sst2, "SST-2", "train", checkpoint.load_tokenizer(os.path.dirname(vocab)), 64)
     dynamic = task_distill.batches(features, 32, args.recipe)
     assert all(w == features.lengths[i].max() for i, w in dynamic) and max(w for _, w in dynamic) < 64
     args = task_distill.parse_args(["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--reference_mode",
