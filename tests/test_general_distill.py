@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import backend
+import checkpoint
 import pregenerate_training_data as pregen
 from conftest import BACKENDS, ROOT, shared_path, tiny_config_dict
 
@@ -142,7 +143,7 @@ def test_tokenization_equals_the_tokenizer(minilm_dir, tmp_path, monkeypatch):
                   "bell\x07 and\u200bzero width", "non\u00a0breaking", "a \u0301b", "x" * 150 + " long",
                   "emoji 🙂 here", "ΣΊΣΥΦΟΣ", "  leading and trailing  "]
     pregen.prepare_workspace(minilm_dir, None, str(tmp_path))
-    tokenizer = pregen.load_tokenizer(minilm_dir)
+    tokenizer = checkpoint.load_tokenizer(minilm_dir)
     want = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in sentences]
     monkeypatch.setattr(pregen, "_worker", {})
     monkeypatch.setattr(pregen, "CHUNK_CACHE_SIZE", 50)  # cleared again and again on the way
