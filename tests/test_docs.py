@@ -40,7 +40,7 @@ def prose_lines(text):
 
 
 def slug(heading):
-    text = re.sub(r"[*_`]|<[^>]+>", "", heading.strip()).lower()
+    text = re.sub(r"[*`]|<[^>]+>", "", heading.strip()).lower()
     text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
     text = "".join(c for c in text if c in " -_" or unicodedata.category(c)[0] in "LN")
     return text.replace(" ", "-")
