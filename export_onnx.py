@@ -18,6 +18,7 @@ import tempfile
 import numpy as np
 
 import cli
+import checkpoint
 import glue
 import inference
 
@@ -55,7 +56,7 @@ def compare(model, path, tokenizer):
 def main(argv=None):
     args = parse_args(argv)
     model = inference.load_classifier(args.model, "torch")  # PyTorch exports, whatever wrote the weights
-    tokenizer = glue.tokenizer_from_dir(args.model)
+    tokenizer = checkpoint.load_tokenizer(args.model)
     metadata = inference.metadata_of_dir(args.model)
     # the directory's name only: a published .onnx file carries no path of this machine
     metadata.update(inference.json_metadata(source=os.path.basename(os.path.normpath(os.path.abspath(args.model))),

@@ -262,7 +262,7 @@ def _token_ids(tokenizer, texts):
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise GlueDataError(f"{type(tokenizer).__name__} is not a fast tokenizer; "
-                            "build one with glue.tokenizer_from_dir")
+                            "build one with checkpoint.load_tokenizer")
     encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # _fast skips character offsets
     ids = [e.ids for e in encode(texts, add_special_tokens=False)]
     lengths = np.fromiter(map(len, ids), np.int64, len(ids))

@@ -13,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread, as on a shared CPU
 
+import checkpoint  # noqa: E402
 import glue  # noqa: E402
 
 
@@ -54,7 +55,7 @@ def main():
 
     processor = glue.get_processor(args.task)
     data_dir = os.path.join(args.glue_dir, processor.dir_name)
-    tokenizer = glue.tokenizer_from_dir(args.model_dir)
+    tokenizer = checkpoint.load_tokenizer(args.model_dir)
     seconds, examples = best_of(args.repeat, lambda: processor.read_examples(data_dir, args.split))
     n = len(examples)
     threads = os.environ["TOKENIZERS_PARALLELISM"]

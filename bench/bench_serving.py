@@ -146,6 +146,7 @@ def main():
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import backend
     backend.use("torch")  # modeling's default binding; OneFlow is loaded only for its own engine
+    import checkpoint
     import glue
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,7 +155,7 @@ def main():
         model_dir = args.model or train_student(work, args.data_dir, args.train_examples, args.epochs,
                                                  args.learning_rate, args.train_threads)
         onnx_paths = export(model_dir, work)
-        dev = glue.load_features(args.data_dir, "sst-2", "dev", glue.tokenizer_from_dir(model_dir), 128)
+        dev = glue.load_features(args.data_dir, "sst-2", "dev", checkpoint.load_tokenizer(model_dir), 128)
         results = {}
         for engine in args.engines.split(","):
             runner, size = runner_for(engine, model_dir, onnx_paths, args.threads)
