@@ -303,8 +303,6 @@ def test_bf16_teacher_stays_close_to_fp32_and_fp16_needs_a_gpu(teacher, sst2, vo
     import glue
     import torch
     proc = glue.get_processor("SST-2")
-    base = ["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
-            "--student_model", teacher, "--output_dir", tmp_path / "o"]
     outs = {}
     for dtype in ("fp32", "bf16"):
         t_model, _ = task_distill.load_models(str(teacher), str(teacher), proc, "cpu")
