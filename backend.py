@@ -53,6 +53,20 @@ class BackendError(ValueError):
     pass
 
 
+class BackendUnavailable(ImportError):
+    """The backend asked for (or the default) cannot be imported in this Python."""
+
+
+def _unavailable_hook(kind, error, tb, previous=sys.excepthook):
+    """An uncaught BackendUnavailable ends the script as cli.run ends a user error: one line, status 2."""
+    import cli
+    if not issubclass(kind, BackendUnavailable) or cli.debug_wanted(sys.argv):
+        return previous(kind, error, tb)
+    print(f"error: {cli.error_line(error)}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(cli.EXIT_USER_ERROR)
+
+
 def _check(name):
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}: valid backends are {', '.join(BACKENDS)}")
@@ -180,10 +194,13 @@ def framework(backend_name=None):
             try:
                 _frameworks[backend_name] = importlib.import_module("oneflow")
             except ImportError as e:
-                raise ImportError(
+                # raised while a stage script imports its modules, before cli.run can catch it: the hook
+                # turns it into one line there too
+                sys.excepthook = _unavailable_hook
+                raise BackendUnavailable(
                     f"could not import oneflow ({e}). OneFlow 0.9.0 needs Python <= 3.10, numpy < 2 and the "
                     "nvidia-cudnn-cu11 / nvidia-cublas-cu11 wheels: run `bash setup_env.sh` and use .venv/bin/python, "
-                    "or pass --backend torch") from e
+                    "or pass --backend torch (BACKEND=torch for the run_*.sh wrappers)") from e
         else:
             _frameworks[backend_name] = importlib.import_module("torch")
     return _frameworks[backend_name]
