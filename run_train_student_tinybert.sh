@@ -34,8 +34,7 @@ RESUME=${RESUME:-yes}                                                       # ye
 EXTRA_ARGS=${EXTRA_ARGS:-}                                                  # more flags for both stages, e.g. "--layer_map 2,4,6"
 PYTHON=${PYTHON:-}                                                          # empty: $VENV/bin/python (VENV default .venv, made by setup_env.sh)
 
-need DATA_ROOT "the GLUE root holding $TASK_NAME/ (python download_glue_data.py --data_dir data/glue_data)" \
-  "$DATA_ROOT/$TASK_NAME"
+need_task DATA_ROOT "the GLUE root holding $TASK_NAME/ (python download_glue_data.py --data_dir data/glue_data)"
 need FT_BERT_BASE_DIR "the fine-tuned teacher (run_train_teacher.sh writes models/finetuned_teacher/$TASK_NAME)"
 need GENERAL_TINYBERT_DIR "a general TinyBERT: run_general_distill.sh writes models/general_tinybert_4L_312D, the \
 converted download is models/2nd_General_TinyBERT_4L_312D_oneflow (README, stage 2)"

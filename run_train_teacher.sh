@@ -26,8 +26,7 @@ RESUME=${RESUME:-yes}                                      # yes: a rerun contin
 EXTRA_ARGS=${EXTRA_ARGS:-}                                 # more task_distill.py flags (arguments after the wrapper do the same)
 PYTHON=${PYTHON:-}                                         # empty: $VENV/bin/python (VENV default .venv, made by setup_env.sh)
 
-need DATA_ROOT "the GLUE root holding $TASK_NAME/ (python download_glue_data.py --data_dir data/glue_data)" \
-  "$DATA_ROOT/$TASK_NAME"
+need_task DATA_ROOT "the GLUE root holding $TASK_NAME/ (python download_glue_data.py --data_dir data/glue_data)"
 need BERT_BASE_DIR "a pretrained BERT model directory (README: Weight formats)"
 rerun_args
 use_python

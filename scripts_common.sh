@@ -16,6 +16,20 @@ need() {
   fi
 }
 
+# need_task VAR WHAT: VAR (a GLUE root) must hold TASK_NAME/; when the root is there but not the task
+# folder, it is TASK_NAME that names the folders the root does hold.
+need_task() {
+  local root=${!1}
+  if [ -d "$root" ] && [ ! -e "$root/$TASK_NAME" ]; then
+    local held
+    held=$(find "$root" -mindepth 1 -maxdepth 1 -type d -printf '%f ' 2>/dev/null | sed 's/ $//')
+    echo "error: $root has no $TASK_NAME/: set TASK_NAME to a task it holds (${held:-none}), or $1 to" \
+         "another GLUE root" >&2
+    exit 2
+  fi
+  need "$1" "$2" "$root/$TASK_NAME"
+}
+
 # need_model VAR WHAT: as need, but a value without '/' is a name the script resolves itself
 # (checkpoint.resolve_model_dir: models/NAME or a known model such as all-MiniLM-L6-v2).
 need_model() {
@@ -93,7 +107,12 @@ use_python() {
     return
   fi
   local venv=${VENV:-.venv}
-  if [ -x "$venv/bin/python" ] && [ ! -f "$venv/.requirements.sha256" ] && [ "$venv" != .venv ]; then
+  if [ "$venv" != .venv ] && [ ! -x "$venv/bin/python" ]; then
+    echo "error: VENV='$venv' holds no bin/python: make it with VENV=$venv BACKENDS=torch (or all) bash" \
+         "setup_env.sh, or unset VENV to use .venv" >&2
+    exit 2
+  fi
+  if [ "$venv" != .venv ] && [ ! -f "$venv/.requirements.sha256" ]; then
     PYTHON=$venv/bin/python
     return
   fi
