@@ -14,7 +14,7 @@ DATA_ROOT=${DATA_ROOT:-data/demo}        # GLUE-style root: $DATA_ROOT/$dataset/
 dataset=${dataset:-SST-2}
 BERT_BASE_DIR=${BERT_BASE_DIR:-}         # pretrained BERT (teacher base); empty: all-MiniLM-L6-v2 from the venv
 MLM_DIR=${MLM_DIR:-}                     # masked LM for augmentation; empty: MiniLM + a head trained on MLM_CORPUS
-MLM_CORPUS=${MLM_CORPUS:-}               # WikiText raw file(s) for that head; empty: ../shared/corpus or data/corpus
+MLM_CORPUS=${MLM_CORPUS:-}               # WikiText raw file(s) for that head; empty: data/corpus/wikitext-2-raw/wiki.*.raw
 MLM_ARGS=${MLM_ARGS:-"--pair_input --unfreeze_layers 2 --layer_lr 5e-4 --max_paragraphs 1000 --epochs 1"}  # README, Results
 GLOVE_EMB=${GLOVE_EMB:-}                 # word vectors; empty: MiniLM's word embeddings as a GloVe file
 CORPUS=${CORPUS:-}                       # general-distillation corpus; empty: the task's training sentences
@@ -51,7 +51,7 @@ BERT_BASE_DIR=${BERT_BASE_DIR:-$MINILM}
 if [ -z "$MLM_DIR" ]; then  # MiniLM ships without a masked-LM head: train one once (cached in $OUT/assets)
   MLM_DIR=$OUT/assets/mlm
   AUG_ARGS=${AUG_ARGS:---candidates words}  # its top predictions are "the" and ",": keep the words
-  for f in ${MLM_CORPUS:-../shared/corpus/wikitext-2-raw/wiki.*.raw data/corpus/wiki.*.raw}; do
+  for f in ${MLM_CORPUS:-data/corpus/wikitext-2-raw/wiki.*.raw data/corpus/wiki.*.raw}; do
     [ -f "$f" ] && MLM_FILES+=("$f")
   done
   if [ -f "$MLM_DIR/mlm_head_results.json" ]; then :

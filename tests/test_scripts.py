@@ -92,6 +92,21 @@ def test_debug_flag_or_env_shows_the_traceback(tmp_path):
         assert done.stderr.strip().splitlines()[-1].startswith(f"error: model '{missing}': no such directory")
 
 
+def test_a_backend_that_cannot_be_imported_is_one_line_naming_the_setting(tmp_path):
+    """As with numpy 2 or a Python OneFlow has no wheel for: the script stops before any work."""
+    fake = tmp_path / "oneflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('numpy.core.multiarray failed to import')\n")
+    for script in ("task_distill.py", "general_distill.py"):
+        done = run_script(script, "--help", BACKEND="oneflow", PYTHONPATH=str(tmp_path))
+        assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == "", done.stderr[-2000:]
+        line, = done.stderr.strip().splitlines()
+        assert line.startswith("error: could not import oneflow (numpy.core.multiarray failed to import)")
+        assert line.endswith("or pass --backend torch (BACKEND=torch for the run_*.sh wrappers)")
+    done = run_script("task_distill.py", "--help", "--debug", BACKEND="oneflow", PYTHONPATH=str(tmp_path))
+    assert done.returncode == 1 and "Traceback" in done.stderr  # --debug: the whole story
+
+
 def test_cli_run_exit_codes_and_bugs_keep_their_traceback(capsys):
     def main(argv):
         kind = argv[0]
