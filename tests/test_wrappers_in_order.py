@@ -4,6 +4,8 @@ corpus and SST-2: each stage must find what the one before wrote where its defau
 wrapper stopped mid-stage must continue when run again.
 
 Only what keeps the runs short is set (epochs, batch sizes, the student's size); every path is a default.
+The suite runs the chain on torch; WRAPPERS_BACKEND=oneflow runs the same on OneFlow (slower: kept out
+of the suite's 15 minutes).
 """
 import json
 import os
@@ -55,7 +57,7 @@ def place_inputs(repo):
 
 def wrapper_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in WRAPPER_ENV}
-    env.update(BACKEND="torch", PYTHON=sys.executable, TOKENIZERS_PARALLELISM="false", TF_CPP_MIN_LOG_LEVEL="3",
+    env.update(BACKEND=os.environ.get("WRAPPERS_BACKEND", "torch"), PYTHON=sys.executable, TOKENIZERS_PARALLELISM="false", TF_CPP_MIN_LOG_LEVEL="3",
                **extra)
     return env
 
