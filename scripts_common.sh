@@ -22,7 +22,7 @@ need_task() {
   local root=${!1}
   if [ -d "$root" ] && [ ! -e "$root/$TASK_NAME" ]; then
     local held
-    held=$(find "$root" -mindepth 1 -maxdepth 1 -type d -printf '%f ' 2>/dev/null | sed 's/ $//')
+    held=$(find "$root" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort | paste -sd ' ')
     echo "error: $root has no $TASK_NAME/: set TASK_NAME to a task it holds (${held:-none}), or $1 to" \
          "another GLUE root" >&2
     exit 2

@@ -195,7 +195,8 @@ def prepare_output_dir(directory, overwrite=False, resume=False):
     """Refuse a non-empty output directory unless the user said --overwrite (or is resuming into it)."""
     if os.path.isdir(directory) and os.listdir(directory) and not (overwrite or resume):
         raise FileExistsError(f"output directory {directory} is not empty: pass --overwrite to replace "
-                              "its contents, or --resume to continue the run it holds")
+                              "its contents, or --resume to continue the run it holds (the run_*.sh wrappers: "
+                              "OVERWRITE=yes, or RESUME=yes)")
     os.makedirs(directory, exist_ok=True)
     return directory
 

@@ -222,6 +222,10 @@ def test_wrappers_pass_their_arguments_and_read_one_task_name(tmp_path):
         done = run_wrapper(wrapper, TASK_NAME="SST2", **inputs)
         assert done.returncode == 2 and done.stderr.startswith(
             f"error: {tmp_path / 'glue'} has no SST2/: set TASK_NAME to a task it holds (")
+    done = run_wrapper("run_data_augmentation.sh", BERT_DIR=str(tmp_path), GLOVE_EMB=str(tmp_path),
+                       TASK_NAME="SST2", GLUE_DIR=str(tmp_path / "glue"), PYTHON=fake)
+    assert done.returncode == 2 and done.stderr == (f"error: {tmp_path / 'glue'} has no SST2/: set TASK_NAME to a "
+                                                    "task it holds (RTE SST-2), or GLUE_DIR to another GLUE root\n")
     for aug, flag in (("yes", True), ("True", True), ("1", True), ("no", False), ("", False)):
         calls = script_calls(run_wrapper("run_train_student_tinybert.sh", AUG_TRAIN=aug, **inputs))
         assert all(("--aug_train" in c) is flag for c in calls), aug
