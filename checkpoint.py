@@ -810,7 +810,8 @@ def _finish_swap(directory):
 
 
 # What a training run writes beside its model (training.py); not part of what the model is.
-RUN_FILES = ("resume", "train_log.csv", "curves.png", "results_eval.json", "state.json", "run.json")
+RUN_FILES = ("resume", "train_log.csv", "curves.png", "results_eval.json", "state.json", "run.json",
+             "general_distill_args.json")
 
 
 def model_fingerprint(model_dir):
