@@ -30,6 +30,7 @@ idle threads sleep instead of spinning on the core that OneFlow's single-threade
 (stage-1 step at 24 tokens 1.15 -> 0.78 s; at 64 tokens within the noise).
 """
 import argparse
+import contextlib
 import ctypes
 import glob
 import hashlib
@@ -37,8 +38,10 @@ import importlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 
@@ -184,6 +187,20 @@ def _tune_oneflow_cpu():
                        calls=interposer.tinybert_sgemm_calls)
 
 
+@contextlib.contextmanager
+def _keep_sigint_handler():
+    """OneFlow's import puts a handler of its own on SIGINT, which ends the process at Ctrl-C without a word;
+    Python's, put back, raises KeyboardInterrupt, which training.fit turns into the step reached and the
+    command to continue."""
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def framework(backend_name=None):
     """The framework module (`oneflow` or `torch`), imported on first use."""
     backend_name = _check(backend_name or name())
@@ -192,7 +209,8 @@ def framework(backend_name=None):
             _preload_oneflow_libraries()
             _tune_oneflow_cpu()
             try:
-                _frameworks[backend_name] = importlib.import_module("oneflow")
+                with _keep_sigint_handler():
+                    _frameworks[backend_name] = importlib.import_module("oneflow")
             except ImportError as e:
                 # raised while a stage script imports its modules, before cli.run can catch it: the hook
                 # turns it into one line there too
