@@ -12,11 +12,7 @@ STUDENT=${STUDENT:-4L-312D}                                # 4L-312D | 6L-768D |
 OUTPUT_DIR=${OUTPUT_DIR:-models/general_tinybert_4L_312D}  # the general TinyBERT is written here
 BACKEND=${BACKEND:-oneflow}                                # oneflow | torch
 GPU=${GPU:-0}                                              # CUDA device(s) to use
-NPROC_PER_NODE=${NPROC_PER_NODE:-1}                        # processes (GPUs) on this machine; >1: the launcher
-NNODES=${NNODES:-1}                                        # machines; this one is NODE_RANK
-NODE_RANK=${NODE_RANK:-0}                                  # this machine's rank among NNODES
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}                      # where the processes meet (machine of NODE_RANK 0)
-MASTER_PORT=${MASTER_PORT:-29500}                          # port of that meeting point
+# several processes: NPROC_PER_NODE (on this machine), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (launch() in scripts_common.sh; default one process)
 EPOCHS=${EPOCHS:-3}                                        # epochs (each reads its epoch_N.json)
 BATCH_SIZE=${BATCH_SIZE:-256}                              # examples per step and process
 LEARNING_RATE=${LEARNING_RATE:-1e-4}                       # peak learning rate (linear warm-up and decay)

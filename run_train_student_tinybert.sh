@@ -17,11 +17,7 @@ SERVE_FOR_ONLINE=${SERVE_FOR_ONLINE:-no}                                    # ye
 AUG_TRAIN=${AUG_TRAIN:-no}                                                  # yes: train on train_aug (run_data_augmentation.sh)
 BACKEND=${BACKEND:-oneflow}                                                 # oneflow | torch
 GPU=${GPU:-0}                                                               # CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 with NPROC_PER_NODE=4
-NPROC_PER_NODE=${NPROC_PER_NODE:-1}                                         # processes (GPUs) on this machine; >1: the launcher
-NNODES=${NNODES:-1}                                                         # machines; this one is NODE_RANK
-NODE_RANK=${NODE_RANK:-0}                                                   # this machine's rank among NNODES
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}                                       # where the processes meet (machine of NODE_RANK 0)
-MASTER_PORT=${MASTER_PORT:-29500}                                           # port of that meeting point
+# several processes: NPROC_PER_NODE (on this machine), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (launch() in scripts_common.sh; default one process)
 MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-}                                          # empty: OFRecord files' own, else the task's (64 / 128 pairs)
 BATCH_SIZE=${BATCH_SIZE:-32}                                                # examples per step and process
 STAGE1_EPOCHS=${STAGE1_EPOCHS:-}                                            # empty: the task's default (SST-2 4, CoLA 100, MRPC 30, ...)

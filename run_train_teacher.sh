@@ -12,11 +12,7 @@ BERT_BASE_DIR=${BERT_BASE_DIR:-models/bert-base-uncased}   # pretrained BERT (an
 TEACHER_DIR=${TEACHER_DIR:-models/finetuned_teacher/$TASK_NAME}  # the fine-tuned teacher is written here
 BACKEND=${BACKEND:-oneflow}                                # oneflow | torch
 GPU=${GPU:-0}                                              # CUDA_VISIBLE_DEVICES
-NPROC_PER_NODE=${NPROC_PER_NODE:-1}                        # processes (GPUs) on this machine; >1: the launcher
-NNODES=${NNODES:-1}                                        # machines; this one is NODE_RANK
-NODE_RANK=${NODE_RANK:-0}                                  # this machine's rank among NNODES
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}                      # where the processes meet (machine of NODE_RANK 0)
-MASTER_PORT=${MASTER_PORT:-29500}                          # port of that meeting point
+# several processes: NPROC_PER_NODE (on this machine), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (launch() in scripts_common.sh; default one process)
 MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-}                         # empty: OFRecord files' own, else the task's (64 / 128 pairs)
 LEARNING_RATE=${LEARNING_RATE:-${LR:-2e-5}}                # (LR, the older name, is still read)
 EPOCHS=${EPOCHS:-3}                                        # training epochs (fractions allowed)
