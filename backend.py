@@ -30,6 +30,7 @@ idle threads sleep instead of spinning on the core that OneFlow's single-threade
 (stage-1 step at 24 tokens 1.15 -> 0.78 s; at 64 tokens within the noise).
 """
 import argparse
+import atexit
 import contextlib
 import ctypes
 import glob
@@ -201,12 +202,27 @@ def _keep_sigint_handler():
             signal.signal(signal.SIGINT, previous)
 
 
+# OneFlow 0.9's CUDA stream turns on TF32 tensor-core math for every fp32 matrix product on Ampere and
+# later unless this variable says no (liboneflow reads it, default true). TF32 keeps 10 bits of mantissa:
+# OneFlow's GPU logits would then differ from torch's (which leaves TF32 off for matrix products) and
+# from the CPU's by about 1e-3 relative. fp32 means fp32 here; a user who wants the speed sets it to 1.
+ONEFLOW_GPU_ENV = {"ONEFLOW_EP_CUDA_ENABLE_TF32_EXECUTION": "0"}
+
+
+def _oneflow_gpu_defaults():
+    """Apply ONEFLOW_GPU_ENV before `import oneflow` (a value the user set wins); returns what is in force."""
+    for key, value in ONEFLOW_GPU_ENV.items():
+        os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in ONEFLOW_GPU_ENV}
+
+
 def framework(backend_name=None):
     """The framework module (`oneflow` or `torch`), imported on first use."""
     backend_name = _check(backend_name or name())
     if backend_name not in _frameworks:
         if backend_name == "oneflow":
             _preload_oneflow_libraries()
+            _oneflow_gpu_defaults()
             _tune_oneflow_cpu()
             try:
                 with _keep_sigint_handler():
@@ -225,9 +241,17 @@ def framework(backend_name=None):
 
 
 def cuda_rng(flow):
-    """(get, set) of the current CUDA device's random generator state as a uint8 numpy array (dropout
-    on a GPU draws from it, not from the CPU generator), or None where the framework sees no GPU."""
+    """(get, set) of the current CUDA device's random generator state as a uint8 numpy array, or None
+    where this process does not use CUDA. PyTorch's dropout on a GPU draws from it (not from the CPU
+    generator). OneFlow 0.9's nn.Dropout does not: each module draws from a flow.Generator() of its
+    own, which no checkpoint saves, so a resumed OneFlow run with dropout differs on any device.
+
+    PyTorch: only once CUDA is initialised (a model or tensor was put on a GPU). Asking for the state
+    sooner would create a CUDA context in a --no-gpu run or a gloo rank on a GPU machine, which fails
+    on a GPU in exclusive-process mode that another process holds."""
     if not flow.cuda.is_available():
+        return None
+    if flow.__name__ == "torch" and not flow.cuda.is_initialized():
         return None
     if flow.__name__ == "oneflow":  # 0.9 has no oneflow.cuda.get_rng_state
         def generator():
@@ -257,12 +281,81 @@ def attention_scores(flow):
 
 
 def device(gpu=True):
-    """'cuda' when a GPU is visible to the framework and wanted, else 'cpu'."""
+    """'cuda' when a GPU is visible to the framework and wanted, else 'cpu' (saying on stderr why, when
+    the machine has an NVIDIA GPU that the framework cannot use: the run would otherwise quietly train
+    on the CPU)."""
     flow = framework()
     if gpu and flow.cuda.is_available():
         warn_oneflow_gpu(flow)
         return "cuda"
+    if gpu:
+        reason = unusable_gpu(flow)
+        if reason:
+            print(f"warning: running on the CPU: {reason}", file=sys.stderr)
     return "cpu"
+
+
+# ----------------------------------------------------------------------------------------------
+# A GPU the framework cannot use
+# ----------------------------------------------------------------------------------------------
+# The oldest Linux driver that runs programs built with each CUDA major version (NVIDIA's CUDA
+# compatibility table, "minor version compatibility": any 12.x build runs on a 12.0-era driver).
+CUDA_MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
+TORCH_BUILDS = "https://download.pytorch.org/whl"  # one index per CUDA build: .../cu126, .../cpu
+
+
+def nvidia_smi_gpus():
+    """[(name, driver version)] of the GPUs `nvidia-smi` lists; [] where it is missing or fails."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        done = subprocess.run([smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if done.returncode:
+        return []
+    return [tuple(part.strip() for part in line.rsplit(",", 1)) for line in done.stdout.splitlines() if "," in line]
+
+
+def _version(text):
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+def _build_for(driver):
+    """The newest CUDA major version a driver runs, as (major, pip index URL); None below CUDA 11's."""
+    fits = [major for major, least in CUDA_MIN_DRIVER.items() if _version(driver) >= _version(least)]
+    if not fits:
+        return None
+    major = max(fits)
+    return major, {11: f"{TORCH_BUILDS}/cu118", 12: f"{TORCH_BUILDS}/cu126", 13: f"{TORCH_BUILDS}/cu130"}[major]
+
+
+def unusable_gpu(flow, gpus=None):
+    """One line on why `flow` sees no GPU although nvidia-smi lists one (`gpus`, default: ask it), with
+    what to do; None where the framework sees a GPU or the machine shows none."""
+    if flow.cuda.is_available():
+        return None
+    gpus = nvidia_smi_gpus() if gpus is None else gpus
+    if not gpus:
+        return None
+    gpu, driver = gpus[0]
+    version = getattr(flow, "__version__", "?")
+    built = getattr(getattr(flow, "version", None), "cuda", None)
+    seen = f"nvidia-smi lists {gpu} (driver {driver}) but {flow.__name__} {version}"
+    build = _build_for(driver)
+    install = (f"install a torch built for CUDA {build[0]}: pip install torch --index-url {build[1]} (or TORCH_SPEC, "
+               "docs/gpu.md)" if build else "update the NVIDIA driver (docs/gpu.md)")
+    if flow.__name__ != "torch":
+        return f"{seen} sees no GPU; use --backend torch, or see docs/gpu.md"
+    if built is None:
+        return f"{seen} is a CPU-only build; {install}"
+    needed = CUDA_MIN_DRIVER.get(_version(built)[0])
+    if needed and _version(driver) < _version(needed):
+        return f"{seen} is built for CUDA {built}, which needs driver >= {needed}; update the driver or {install}"
+    return (f"{seen} (CUDA {built}) sees no GPU although the driver is new enough: check CUDA_VISIBLE_DEVICES "
+            f"({os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}) and this container's access to /dev/nvidia*")
 
 
 def import_for(module_name, backend_name):
@@ -292,8 +385,9 @@ class Distributed:
     training loop needs. One process without a launcher is rank 0 of a world of 1, and every
     collective is then a no-op."""
 
-    def __init__(self, flow, rank=0, world=1, local_rank=0):
-        self.flow, self.rank, self.world, self.local_rank = flow, rank, world, local_rank
+    def __init__(self, flow, rank=0, world=1, device_index=0):
+        # device_index: this process's GPU (gpu_index), where it trains on one
+        self.flow, self.rank, self.world, self.device_index = flow, rank, world, device_index
 
     @property
     def is_main(self):
@@ -309,7 +403,7 @@ class Distributed:
         if self.flow.__name__ == "torch":
             on_gpu = next(model.parameters()).is_cuda
             # stage 1 leaves the classifier out of its loss, stage 2 fit_dense: parameters without gradients
-            return ddp(model, device_ids=[self.local_rank] if on_gpu else None, find_unused_parameters=True)
+            return ddp(model, device_ids=[self.device_index] if on_gpu else None, find_unused_parameters=True)
         return _flat_outputs(self.flow, model, ddp)
 
     def all_gather(self, array):
@@ -385,20 +479,40 @@ def distributed(gpu=True, timeout_s=1800):
         return Distributed(flow), device(gpu)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     on_gpu = gpu and flow.cuda.is_available()
-    dev = f"cuda:{local_rank}" if on_gpu else "cpu"
+    index = gpu_index(local_rank, flow.cuda.device_count()) if on_gpu else local_rank
+    dev = f"cuda:{index}" if on_gpu else "cpu"
     if on_gpu:
-        warn_oneflow_gpu(flow, local_rank)
+        warn_oneflow_gpu(flow, index)
     if flow.__name__ == "torch":
         import datetime
         if on_gpu:
-            flow.cuda.set_device(local_rank)
+            flow.cuda.set_device(index)
         if not flow.distributed.is_initialized():
             flow.distributed.init_process_group("nccl" if on_gpu else "gloo",
                                                 timeout=datetime.timedelta(seconds=timeout_s))
+            atexit.register(_leave_process_group, flow)
     elif flow.env.get_world_size() != world:
         raise BackendError(f"WORLD_SIZE={world} but OneFlow sees {flow.env.get_world_size()} processes: "
                            "start OneFlow jobs with `python -m oneflow.distributed.launch`")
-    return Distributed(flow, rank, world, local_rank), dev
+    return Distributed(flow, rank, world, index), dev
+
+
+def gpu_index(local_rank, count):
+    """The GPU this process trains on. torchrun gives each process its LOCAL_RANK and leaves every GPU
+    visible; a launcher that binds one GPU per process through CUDA_VISIBLE_DEVICES (SLURM, Kubernetes)
+    leaves each process one GPU, index 0, whatever its local rank."""
+    if local_rank < count:
+        return local_rank
+    if count == 1:
+        return 0
+    raise BackendError(f"LOCAL_RANK={local_rank} but this process sees {count} GPUs (CUDA_VISIBLE_DEVICES="
+                       f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): give each process its own GPU, or all")
+
+
+def _leave_process_group(flow):
+    """At exit: NCCL warns of leaked resources, and may hang the exit, when the group is not destroyed."""
+    if flow.distributed.is_initialized():
+        flow.distributed.destroy_process_group()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -416,6 +530,7 @@ def oneflow_gpu_advice(capability, gpu_name="this GPU", oneflow_version="0.9.0")
     """What to expect from OneFlow on a GPU of compute `capability` (major, minor) and what to set;
     None where the OneFlow 0.9.0 wheel has machine code for it."""
     major, minor = capability
+    oneflow_version = oneflow_version.split("+")[0]  # 0.9.0+cu117 is the 0.9.0 wheel built for CUDA 11.7
     if oneflow_version == "0.9.0" and any(m == major and n <= minor for m, n in ONEFLOW_09_ARCHS):
         return None
     built = ", ".join(f"{m}.{n}" for m, n in ONEFLOW_09_ARCHS)

@@ -28,6 +28,10 @@ import backend
 
 CONFIG_NAME = "config.json"
 VOCAB_NAME = "vocab.txt"
+# A tokenizer other than BERT's WordPiece (BPE, SentencePiece: a RoBERTa, XLM-R or DeBERTa teacher's,
+# which its student takes): transformers' fast-tokenizer files, read by AutoTokenizer.
+TOKENIZER_JSON = "tokenizer.json"
+TOKENIZER_FILES = (TOKENIZER_JSON, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 SAFETENSORS_NAME = "model.safetensors"
 PYTORCH_NAME = "pytorch_model.bin"
 ONEFLOW_PICKLE = "pickled_data"   # oneflow.save(state_dict, DIR): this file + one folder per tensor
@@ -47,10 +51,36 @@ class RefusedPickle(CheckpointError):
 # ----------------------------------------------------------------------------------------------
 # Directory layout
 # ----------------------------------------------------------------------------------------------
+class OutsidePath(CheckpointError):
+    """A path inside a model or run directory leads out of it (a symlink, `..`, an absolute path)."""
+
+
+def check_inside(path, root):
+    """Raise unless `path`, symlinks followed, stays inside the directory `root`: a directory handed
+    over by someone else must not make a loader read (or a writer move) a file of this machine."""
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise OutsidePath(f"{path} leads outside {root} (to {real}); refused: a model or run directory must "
+                          "hold its own files, not links to others (copy them in, e.g. `cp -rL`)")
+    return path
+
+
 def require_model_dir(model_dir):
-    """Say that a model directory is missing before saying which of its files is."""
+    """The check every loader makes first: the directory exists, and no entry in it (a weight file, a
+    tensor folder, its `meta` or `out`, vocab.txt, ...) is a symlink leading outside it. Say that a
+    model directory is missing before saying which of its files is."""
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"model directory {model_dir} does not exist")
+    check_links_inside(model_dir)
+
+
+def check_links_inside(directory):
+    """Raise at the first symlink under `directory` that leads outside it."""
+    for parent, folders, files in os.walk(directory):  # symlinked folders are listed, not entered
+        for name in folders + files:
+            path = os.path.join(parent, name)
+            if os.path.islink(path):
+                check_inside(path, directory)
 
 
 def find_config(model_dir):
@@ -66,16 +96,35 @@ def find_vocab(model_dir):
     if model_dir is None:
         return None
     path = os.path.join(model_dir, VOCAB_NAME)
-    return path if os.path.isfile(path) else None
+    return check_inside(path, model_dir) if os.path.isfile(path) else None
+
+
+def tokenizer_files(model_dir):
+    """Paths of the fast-tokenizer files in a directory without vocab.txt (empty where it has one:
+    a WordPiece vocabulary is all a BERT tokenizer needs)."""
+    if model_dir is None or find_vocab(model_dir) or not os.path.isfile(os.path.join(model_dir, TOKENIZER_JSON)):
+        return []
+    return [p for p in (os.path.join(model_dir, n) for n in TOKENIZER_FILES) if os.path.isfile(p)]
+
+
+def for_transformers(model_dir):
+    """The one place a model directory is handed to transformers (AutoTokenizer, Auto models):
+    every check of an untrusted directory belongs here, before transformers opens any of its files."""
+    require_model_dir(model_dir)
+    return model_dir
 
 
 def load_tokenizer(model_dir, do_lower_case=None):
-    """transformers' BertTokenizerFast over `model_dir`/vocab.txt, cased or not as the model was trained."""
+    """transformers' BertTokenizerFast over `model_dir`/vocab.txt, cased or not as the model was trained;
+    without vocab.txt, the fast tokenizer its tokenizer.json describes (BPE, SentencePiece)."""
     require_model_dir(model_dir)
     from transformers import BertTokenizerFast
     vocab = find_vocab(model_dir)
+    if vocab is None and tokenizer_files(model_dir):
+        from transformers import AutoTokenizer
+        return AutoTokenizer.from_pretrained(for_transformers(model_dir))
     if vocab is None:
-        raise FileNotFoundError(f"{model_dir}: no {VOCAB_NAME} in this model directory")
+        raise FileNotFoundError(f"{model_dir}: no {VOCAB_NAME} in this model directory (nor a {TOKENIZER_JSON})")
     if do_lower_case is None:
         do_lower_case = _lower_case_of(model_dir, vocab)
     # transformers 5 takes the vocabulary as `vocab=`; given `vocab_file=` it silently builds an
@@ -325,6 +374,45 @@ def _shape_fits(shape, expected):
     return len(shape) == len(expected) and all(e is None or s == e for s, e in zip(shape, expected))
 
 
+# config.json sizes: (least, most). Far beyond any published BERT (BERT-large: 24 layers, 1024 wide,
+# 16 heads; multilingual vocabularies ~250k), yet small enough that no framework is handed a size
+# it cannot allocate or that makes it abort (OneFlow 0.9 aborts the process on a negative one).
+CONFIG_BOUNDS = {"vocab_size": (1, 2 ** 22), "hidden_size": (1, 2 ** 14), "num_hidden_layers": (1, 256),
+                 "num_attention_heads": (1, 2 ** 10), "intermediate_size": (1, 2 ** 16),
+                 "max_position_embeddings": (1, 2 ** 17), "type_vocab_size": (1, 2 ** 10)}
+# A model may start a few tensors afresh (a new head, a pooler), but never be much larger than the
+# weights it was given: a config cannot make a small directory allocate gigabytes.
+MAX_FRESH_PARAMETERS = 2 ** 24
+
+
+def check_config(config, source):
+    """Raise, naming `source` and the key, unless config.json's sizes are integers within
+    CONFIG_BOUNDS and the heads divide the hidden size; checked before anything is allocated."""
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{source}: holds a {type(config).__name__}, not a JSON object of settings")
+    for key, (least, most) in CONFIG_BOUNDS.items():
+        value = config.get(key)
+        if key not in config:
+            continue  # BertConfig's default stands in
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+            raise CheckpointError(f"{source}: {key} {str(value)[:40]} must be an integer from {least} to {most:,}")
+    hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
+    if hidden is not None and heads is not None and hidden % heads:
+        raise CheckpointError(f"{source}: num_attention_heads {heads} does not divide hidden_size {hidden}")
+    return config
+
+
+def check_config_fits(state, config, source):
+    """Before the model is built: every tensor of `state` the config shapes has that shape, and the
+    config's model is not much larger than `state` (MAX_FRESH_PARAMETERS)."""
+    check_shapes(state, config, source)
+    implied = sum(math.prod(t.shape) for t in name_table(config) if None not in t.shape)
+    given = sum(int(np.prod(v.shape)) for v in state.values())
+    if implied > 2 * given + MAX_FRESH_PARAMETERS:
+        raise CheckpointError(f"{source}: the config makes a model of {implied:,} parameters from {given:,} in the "
+                              "weights; refused before allocating it (a config of another, larger model?)")
+
+
 def check_shapes(state, config, source):
     """Raise, naming every tensor of `state` whose shape is not the one `config` gives it."""
     table = {t.hf: t for t in name_table(config)}
@@ -363,21 +451,35 @@ def torch_load_weights_only(path):
     any other global is refused before it runs, with a one-line error naming the file and the global."""
     import torch  # installed with either backend; only torch.save's format needs it
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        # torch's own message runs to a paragraph and suggests weights_only=False, which would run the
+        # payload: only its reason is passed on
         refused = re.search(r"GLOBAL (\S+)", str(e))
-        if refused:  # torch's own message runs to a paragraph and suggests weights_only=False
+        if refused:
             raise RefusedPickle(f"{path}: refused to unpickle: it asks for {refused.group(1)}, which a file "
                                 "of weights and optimizer state never needs (nothing in the file was run)") from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(e).strip().splitlines()[0]})") from e
+        found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))
+        reason = found.group(1).strip() if found else "an opcode or object the weights-only unpickler does not admit"
+        raise RefusedPickle(f"{path}: refused to unpickle ({reason}); nothing in the file was run") from None
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({e})") from e
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: "
+                              f"{error_text(e)})") from None
+    return check_tree(loaded, path, os.path.getsize(path),
+                      lambda t: t.nelement() * t.element_size() if isinstance(t, torch.Tensor) else 0)
+
+
+def error_text(error):
+    """The first line of a library's message, without its advice to load unsafely."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    return first if first and "weights_only" not in first else type(error).__name__
 
 
 def _read_pytorch_file(path):
     state = torch_load_weights_only(path)
     if not isinstance(state, dict) or not all(hasattr(v, "numpy") for v in state.values()):
         raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
+    check_state_keys(state, path)
     return {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
 
 
@@ -446,6 +548,8 @@ def read_oneflow_save(directory):
     if not (isinstance(saved, dict) and saved.get("protocol_version") == ONEFLOW_PROTOCOL and "data" in saved):
         raise CheckpointError(f"{path}: not a readable oneflow.save directory (no protocol_version "
                               f"{ONEFLOW_PROTOCOL} and data)")
+    check_tree(saved["data"], path, _tree_bytes(directory),
+               lambda t: _folder_bytes(directory, getattr(t, "folder", None)) if isinstance(t, _SavedTensor) else 0)
     return map_leaves(saved["data"], _SavedTensor,
                       lambda t: _read_oneflow_tensor(directory, getattr(t, "folder", None), path))
 
@@ -462,6 +566,67 @@ def map_leaves(obj, kind, convert):
     return obj
 
 
+# What a pickle may ask for, checked before any tensor it names is built. A state dict is a shallow
+# tree of at most a few thousand entries; memo references let a small file describe a tree that
+# only grows when walked (a container holding itself, a DAG doubling at each level) or one tensor
+# referred to over and over, each copy built anew: both are refused, whatever the file's size.
+MAX_NESTING = 32
+MAX_ENTRIES = 1_000_000
+# Built tensors, counted as often as they are referred to, may take this many times the bytes of
+# the files on disk: tied weights (the LM decoder and the word embeddings) count twice, and in a
+# small model with a large vocabulary they are most of the file.
+MAX_BYTES_PER_BYTE_ON_DISK = 4
+MAX_DIMS = 8  # BERT's tensors have at most 2; numpy's own limit is 32
+
+
+def check_tree(obj, source, on_disk, leaf_bytes):
+    """Raise unless the unpickled `obj` is a bounded tree: at most MAX_NESTING deep, MAX_ENTRIES
+    entries, and leaves of at most MAX_BYTES_PER_BYTE_ON_DISK * `on_disk` bytes in all, counting
+    every reference (`leaf_bytes(leaf)`: what building that leaf costs)."""
+    budget = MAX_BYTES_PER_BYTE_ON_DISK * on_disk + 2 ** 20
+    entries, total, stack = 1, 0, [(obj, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = list(node.values())
+        elif isinstance(node, (list, tuple)):
+            children = list(node)
+        else:
+            total += leaf_bytes(node)
+            if total > budget:
+                raise CheckpointError(f"{source}: its tensors, counted as often as they are referred to, take more "
+                                      f"than {budget:,} bytes, over {MAX_BYTES_PER_BYTE_ON_DISK}x the {on_disk:,} "
+                                      "bytes on disk (one tensor referred to many times?); refused before building it")
+            continue
+        if children and depth + 1 > MAX_NESTING:
+            raise CheckpointError(f"{source}: containers nested over {MAX_NESTING} deep (or one holding itself); "
+                                  "a state dict is never that deep")
+        entries += len(children)
+        if entries > MAX_ENTRIES:
+            raise CheckpointError(f"{source}: over {MAX_ENTRIES:,} entries counting repeated references (a "
+                                  "structure that grows when walked?); a state dict has far fewer")
+        stack.extend((child, depth + 1) for child in children)
+    return obj
+
+
+def check_state_keys(state, source):
+    """A model's state dict maps tensor names (str) to tensors."""
+    odd = [k for k in state if not isinstance(k, str)]
+    if odd:
+        raise CheckpointError(f"{source}: key {odd[0]!r} is a {type(odd[0]).__name__}; a state dict's keys are "
+                              "tensor names")
+    return state
+
+
+def _folder_bytes(directory, folder):
+    out = os.path.join(directory, folder, LEGACY_BLOB) if isinstance(folder, str) else None
+    return os.path.getsize(out) if out and os.path.isfile(out) else 0
+
+
+def _tree_bytes(directory):
+    return sum(os.path.getsize(os.path.join(parent, f)) for parent, _, files in os.walk(directory) for f in files)
+
+
 def _read_oneflow_tensor(directory, folder, pickle_path):
     # a folder beside pickled_data, never a path that leads elsewhere
     if not isinstance(folder, str) or folder in ("", ".", "..") or os.path.basename(folder) != folder \
@@ -476,7 +641,11 @@ def _read_oneflow_tensor(directory, folder, pickle_path):
     if not found or found["dtype"] not in ONEFLOW_DTYPES:
         raise CheckpointError(f"{meta}: not a OneFlow tensor description (shape {{dim: ...}} data_type: "
                               f"{'|'.join(ONEFLOW_DTYPES)})")
-    shape = tuple(int(d) for d in re.findall(r"\d+", found["dims"]))
+    dims = re.findall(r"\d+", found["dims"])
+    if len(dims) > MAX_DIMS or any(len(d) > 15 for d in dims):
+        raise CheckpointError(f"{meta}: a shape of {len(dims)} dimensions, up to {max(map(len, dims))} digits long; "
+                              f"a weight has at most {MAX_DIMS} dimensions of at most 15 digits")
+    shape = tuple(int(d) for d in dims)
     dtype = np.dtype(ONEFLOW_DTYPES[found["dtype"]])
     if found["dtype"] == "kBFloat16" and os.path.getsize(out) == math.prod(shape) * 4:
         dtype = np.dtype("<f4")  # OneFlow 0.9 writes a bf16 tensor's .numpy(), which is float32
@@ -495,6 +664,7 @@ def _read_oneflow_save(model_dir, config):
     if not isinstance(state, dict):
         raise CheckpointError(f"{os.path.join(model_dir, ONEFLOW_PICKLE)}: holds a {type(state).__name__}, "
                               "not a state dict")
+    check_state_keys(state, os.path.join(model_dir, ONEFLOW_PICKLE))
     return {k: v for k, v in state.items() if isinstance(v, np.ndarray) and not OPTIMIZER_SLOT.search(k)}
 
 
@@ -522,10 +692,17 @@ def _tf_prefix_from_index(directory):
     if not found:
         raise CheckpointError(f"{index}: no model_checkpoint_path line")
     named = found.group(1)
-    # checkpoints written elsewhere often name an absolute path; the file beside the index is meant
+    # checkpoints written elsewhere often name an absolute path; the file beside the index is meant.
+    # A name that leads out of the directory is never opened (TF would read any checkpoint it names).
+    refused = None
     for prefix in (os.path.join(directory, named), os.path.join(directory, os.path.basename(named))):
         if os.path.isfile(prefix + ".index"):
-            return prefix
+            try:
+                return check_inside(prefix + ".index", directory)[:-len(".index")]
+            except OutsidePath as e:
+                refused = e
+    if refused is not None:
+        raise refused
     raise CheckpointError(f"{index} names checkpoint {named}, but there is no {named}.index")
 
 
@@ -783,6 +960,8 @@ def recover_interrupted_writes(directory):
     directory = os.path.abspath(directory)
     if not os.path.isdir(directory) and not glob.glob(glob.escape(directory) + ".old-*"):
         return
+    if os.path.isdir(directory):  # what is moved or removed below must be the directory's own
+        check_links_inside(directory)
     _finish_swap(directory)
     names = os.listdir(directory) if os.path.isdir(directory) else []
     for name in sorted({n.split(".old-")[0] for n in names if ".old-" in n}):  # subdirectories mid-swap
@@ -797,6 +976,9 @@ def recover_interrupted_writes(directory):
 def _finish_swap(directory):
     parent, base = os.path.dirname(directory), os.path.basename(directory)
     for old in glob.glob(os.path.join(glob.escape(parent), glob.escape(base) + ".old-*")):
+        if os.path.islink(old):  # never a swap's leftover: its files are not this directory's to take
+            raise OutsidePath(f"{old} is a symlink beside {directory}; refused: crash recovery would move the "
+                              "files of the folder it points to (remove the link)")
         new = os.path.join(parent, old[len(os.path.join(parent, base) + ".old-"):])  # the finished temporary
         if not os.path.isdir(directory):
             os.rename(new if os.path.isdir(new) else old, directory)
@@ -811,7 +993,7 @@ def _finish_swap(directory):
 
 # What a training run writes beside its model (training.py); not part of what the model is.
 RUN_FILES = ("resume", "train_log.csv", "curves.png", "results_eval.json", "state.json", "run.json",
-             "general_distill_args.json")
+             "general_distill_args.json", "tensorboard")
 
 
 def model_fingerprint(model_dir):
@@ -846,6 +1028,9 @@ def atomic_dir(directory, carry_over=True):
     directory holds only what was written (OFRecord parts of an older, larger run would be read as data).
     """
     directory = os.path.abspath(directory)
+    if os.path.islink(directory):  # the swap would move the files of the folder it points to
+        raise OutsidePath(f"{directory} is a symlink; refused: it is replaced by a new directory of its own, "
+                          "which would move the files of the folder it points to (give that folder instead)")
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=parent)

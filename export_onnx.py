@@ -13,11 +13,11 @@ when complete; the export is checked against the PyTorch model on a few sentence
 """
 import argparse
 import os
-import sys
 import tempfile
 
 import numpy as np
 
+import cli
 import glue
 import inference
 
@@ -57,7 +57,9 @@ def main(argv=None):
     model = inference.load_classifier(args.model, "torch")  # PyTorch exports, whatever wrote the weights
     tokenizer = glue.tokenizer_from_dir(args.model)
     metadata = inference.metadata_of_dir(args.model)
-    metadata.update(inference.json_metadata(source=os.path.abspath(args.model), quantize=args.quantize))
+    # the directory's name only: a published .onnx file carries no path of this machine
+    metadata.update(inference.json_metadata(source=os.path.basename(os.path.normpath(os.path.abspath(args.model))),
+                                            quantize=args.quantize))
     out_dir = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
@@ -70,8 +72,8 @@ def main(argv=None):
             inference.export_onnx(model, staged, metadata, args.opset)
         diff, same = compare(model, staged, tokenizer)
         if args.quantize == "none" and diff > FP32_TOLERANCE:
-            raise SystemExit(f"export_onnx.py: the graph's logits differ from PyTorch's by {diff:.2e} "
-                             f"(> {FP32_TOLERANCE}); {args.output} not written")
+            raise inference.InferenceError(f"the graph's logits differ from PyTorch's by {diff:.2e} "
+                                           f"(> {FP32_TOLERANCE}); {args.output} not written")
         os.replace(staged, args.output)
     print(f"wrote {args.output}: {inference.onnx_summary(args.output)}")
     print(f"check on {len(CHECK_EXAMPLES)} sentences against PyTorch: max |logit difference| {diff:.2e}, "
@@ -80,4 +82,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -16,7 +16,9 @@ Public API (the contract the training, distillation and augmentation stages rely
 - `convert_examples_to_features(examples, tokenizer, max_seq_length, label_list_or_processor)` ->
   `Features`: numpy input_ids, input_mask, segment_ids (int32 [N, max_seq_length]), label_ids (int64, -1
   where unlabeled; float32 for regression, NaN where unlabeled), `lengths`, `num_truncated`.
-  `[CLS] a [SEP] b [SEP]`; pairs are truncated longest-first exactly as BERT's `_truncate_seq_pair`.
+  `[CLS] a [SEP] b [SEP]`, or the tokenizer's own layout (`template_of`: RoBERTa's `<s> a </s></s> b </s>`,
+  token types only where it returns them); pairs are truncated longest-first exactly as BERT's
+  `_truncate_seq_pair`.
 - `iter_batches(features, batch_size, shuffle=, seed=, epoch=, group_by_length=)`: dicts of numpy arrays
   padded to the longest sequence of each batch, plus `index` (rows of `features`).
 - `load_features(path, task, split, tokenizer=None, max_seq_length=None)`: a tsv task directory, an
@@ -305,27 +307,89 @@ def _scatter(out, flat, lengths, keep, first_col):
     out[rows, np.repeat(np.broadcast_to(first_col, keep.shape), keep) + within] = flat[np.repeat(starts, keep) + within]
 
 
-def _encode_chunk(tokenizer, examples, max_seq_length):
+class Template(NamedTuple):
+    """Where a tokenizer puts its special tokens around one text or a pair, and the token type of
+    each part: BERT's [CLS] a [SEP] / [CLS] a [SEP] b [SEP] (types 0.. then 1..), RoBERTa's
+    <s> a </s></s> b </s> (no types). Each special part is a list of (id, type)."""
+    single: tuple   # (before a, after a)
+    pair: tuple     # (before a, between, after b)
+    type_a: int
+    type_b: int
+
+
+def template_of(tokenizer):
+    """The Template that the tokenizer's own post-processor applies (read off one encoded pair), so
+    features follow the model's pair format; token types only where the tokenizer returns them."""
+    post = getattr(tokenizer.backend_tokenizer, "post_processor", None)
+    with_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ["token_type_ids"])
+    if post is None:  # no special tokens of its own: BERT's layout with its ids
+        cls_, sep = (tokenizer.cls_token_id, 0), (tokenizer.sep_token_id, 0)
+        return Template(([cls_], [sep]), ([cls_], [sep], [(tokenizer.sep_token_id, int(with_types))]), 0, int(with_types))
+
+    def parts(encoding, pieces):
+        """The special tokens before, between and after the texts' runs, and each text's type."""
+        groups, seq_type, in_text = [[]], {}, False
+        for token, token_type, seq in zip(encoding.ids, encoding.type_ids, encoding.sequence_ids):
+            token_type = token_type if with_types else 0
+            if seq is None:
+                if in_text:
+                    groups.append([])
+                groups[-1].append((token, token_type))
+            else:
+                seq_type[seq] = token_type
+            in_text = seq is not None
+        if in_text:
+            groups.append([])
+        if len(groups) != pieces:
+            raise GlueDataError(f"{type(tokenizer).__name__}: cannot read its special-token layout")
+        return groups, seq_type
+
+    backend = tokenizer.backend_tokenizer
+    # two ordinary words: neither is a special token, so every special id comes from the template
+    single, _ = parts(backend.encode("a", add_special_tokens=True), 2)
+    pair, seq_type = parts(backend.encode("a", "b", add_special_tokens=True), 3)
+    return Template(tuple(single), tuple(pair), seq_type.get(0, 0), seq_type.get(1, 0))
+
+
+def _put_specials(ids, segments, rows, start, specials):
+    for j, (token, token_type) in enumerate(specials):
+        ids[rows, start + j] = token
+        segments[rows, start + j] = token_type
+
+
+def _encode_chunk(tokenizer, examples, max_seq_length, template=None):
     """input_ids, input_mask, segment_ids and the number truncated for one chunk of examples."""
+    t = template or template_of(tokenizer)
     n = len(examples)
     flat_a, len_a = _token_ids(tokenizer, [e.text_a for e in examples])
     texts_b = [e.text_b or "" for e in examples]
     flat_b, len_b = _token_ids(tokenizer, texts_b) if any(texts_b) else (np.zeros(0, np.int32), np.zeros(n, np.int64))
     has_b = len_b > 0  # as BERT's run_classifier: a text_b without tokens makes no pair
-    budget = np.where(has_b, max_seq_length - 3, max_seq_length - 2)
+    (s_pre, s_post), (p_pre, p_mid, p_post) = t.single, t.pair
+    budget = np.where(has_b, max_seq_length - len(p_pre) - len(p_mid) - len(p_post),
+                      max_seq_length - len(s_pre) - len(s_post))
     keep_a, keep_b = truncated_lengths(len_a, len_b, budget)
     rows = np.arange(n)
     ids = np.full((n, max_seq_length), tokenizer.pad_token_id, np.int32)
-    ids[:, 0] = tokenizer.cls_token_id
-    _scatter(ids, flat_a, len_a, keep_a, 1)
-    ids[rows, keep_a + 1] = tokenizer.sep_token_id
-    _scatter(ids, flat_b, len_b, keep_b, keep_a + 2)
-    ids[rows[has_b], (keep_a + keep_b + 2)[has_b]] = tokenizer.sep_token_id
-    length = keep_a + 2 + np.where(has_b, keep_b + 1, 0)
+    segments = np.zeros((n, max_seq_length), np.int32)
+    ones, pairs = rows[~has_b], rows[has_b]
+    _put_specials(ids, segments, ones, 0, s_pre)
+    _put_specials(ids, segments, pairs, 0, p_pre)
+    start_a = np.where(has_b, len(p_pre), len(s_pre))
+    _scatter(ids, flat_a, len_a, keep_a, start_a)
+    end_a = start_a + keep_a
+    _put_specials(ids, segments, ones, end_a[~has_b], s_post)
+    _put_specials(ids, segments, pairs, end_a[has_b], p_mid)
+    start_b = end_a + len(p_mid)
+    _scatter(ids, flat_b, len_b, keep_b, start_b)
+    _put_specials(ids, segments, pairs, (start_b + keep_b)[has_b], p_post)
+    length = np.where(has_b, start_b + keep_b + len(p_post), end_a + len(s_post))
     cols = np.arange(max_seq_length)[None, :]
     mask = cols < length[:, None]
-    segments = (cols >= (keep_a + 2)[:, None]) & mask & has_b[:, None]
-    return ids, mask.astype(np.int32), segments.astype(np.int32), int((len_a + len_b > budget).sum())
+    in_a = (cols >= start_a[:, None]) & (cols < end_a[:, None])
+    in_b = (cols >= start_b[:, None]) & (cols < (start_b + keep_b)[:, None]) & has_b[:, None]
+    segments[in_a], segments[in_b] = t.type_a, t.type_b
+    return ids, mask.astype(np.int32), segments, int((len_a + len_b > budget).sum())
 
 
 def label_array(examples, label_list):
@@ -349,10 +413,10 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length, label_list
         raise GlueDataError(f"max_seq_length={max_seq_length}: needs room for [CLS] and two [SEP] (at least 3)")
     n = len(examples)
     arrays = [np.empty((n, max_seq_length), np.int32) for _ in range(3)]
-    truncated = 0
+    truncated, template = 0, template_of(tokenizer)
     with tqdm(total=n, unit="rows", desc="features", disable=None, leave=False) as bar:
         for start in range(0, n, chunk_size):
-            chunk = _encode_chunk(tokenizer, examples[start:start + chunk_size], max_seq_length)
+            chunk = _encode_chunk(tokenizer, examples[start:start + chunk_size], max_seq_length, template)
             for out, part in zip(arrays, chunk):
                 out[start:start + chunk_size] = part
             truncated += chunk[3]

@@ -33,7 +33,7 @@ ONNX_OPSET = 17  # the first with LayerNormalization as one op
 # Files of the model directory an .onnx file carries as metadata (key: METADATA_PREFIX + name), so
 # that it alone is enough to serve: the tokenizer needs vocab.txt and casing, the labels config.json.
 METADATA_PREFIX = "tinybert/"
-METADATA_FILES = (checkpoint.CONFIG_NAME, checkpoint.VOCAB_NAME, "tokenizer_config.json")
+METADATA_FILES = (checkpoint.CONFIG_NAME, checkpoint.VOCAB_NAME, *checkpoint.TOKENIZER_FILES)
 
 
 class InferenceError(ValueError):
@@ -67,6 +67,51 @@ class ModelRunner:
         return logits.float().cpu().numpy()
 
 
+# What a served graph may hold. export_onnx.py writes default-domain operators only, with no control
+# flow; other versions of onnxruntime's quantizer use the com.microsoft kernels below. Control flow
+# (Loop, If, Scan: any operator with a subgraph) could run without end, and operators of other
+# domains are code nobody here has vetted: both are refused before onnxruntime sees the graph.
+DEFAULT_DOMAINS = ("", "ai.onnx")
+CONTROL_FLOW = ("Loop", "If", "Scan", "SequenceMap")
+QUANTIZATION_KERNELS = {"com.microsoft": {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QGemm", "QAttention",
+                                          "DynamicQuantizeLinear", "MatMulInteger16", "QuantizeLinear",
+                                          "DequantizeLinear"}}
+
+
+def check_onnx(path):
+    """Read the graph without its external data and raise, naming `path`, at the first operator
+    outside what export_onnx.py writes or external-data location outside the file's directory."""
+    import onnx
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise InferenceError(f"{path}: onnxruntime cannot load it, not an ONNX graph ({type(e).__name__}: {e})") from e
+    if proto.functions:
+        raise InferenceError(f"{path}: defines functions ({proto.functions[0].name}, ...); refused: an exported "
+                             "student has none")
+    for node in proto.graph.node:
+        subgraph = any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
+        if node.domain in DEFAULT_DOMAINS and node.op_type not in CONTROL_FLOW and not subgraph:
+            continue
+        if node.op_type in QUANTIZATION_KERNELS.get(node.domain, ()) and not subgraph:
+            continue
+        kind = "control flow" if node.op_type in CONTROL_FLOW or subgraph else "an operator of another domain"
+        raise InferenceError(f"{path}: node {node.name or node.op_type} is {node.domain or 'ai.onnx'}.{node.op_type}, "
+                             f"{kind}; refused: an exported student is a fixed feed-forward graph")
+    home = os.path.dirname(os.path.abspath(path))
+    tensors = list(proto.graph.initializer) + [a.t for n in proto.graph.node for a in n.attribute if a.HasField("t")]
+    tensors += [t for sparse in proto.graph.sparse_initializer for t in (sparse.values, sparse.indices)]
+    for tensor in tensors:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        if not location or os.path.isabs(location):
+            raise checkpoint.OutsidePath(f"{path}: tensor {tensor.name} keeps its data at {location!r}, which is not "
+                                         f"a file beside the graph; refused")
+        checkpoint.check_inside(os.path.join(home, location), home)
+    return proto
+
+
 class OnnxRunner:
     """An exported classifier graph through onnxruntime on the CPU."""
 
@@ -74,6 +119,7 @@ class OnnxRunner:
         import onnxruntime as ort
         if not os.path.isfile(path):
             raise FileNotFoundError(f"ONNX model {path} does not exist")
+        check_onnx(path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if num_threads:
@@ -201,8 +247,9 @@ def metadata_of_dir(model_dir):
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as f:
                 out[METADATA_PREFIX + name] = f.read()
-    if METADATA_PREFIX + checkpoint.VOCAB_NAME not in out:
-        raise InferenceError(f"{model_dir}: no {checkpoint.VOCAB_NAME}; an exported model must carry its vocabulary")
+    if not {METADATA_PREFIX + checkpoint.VOCAB_NAME, METADATA_PREFIX + checkpoint.TOKENIZER_JSON} & set(out):
+        raise InferenceError(f"{model_dir}: no {checkpoint.VOCAB_NAME} or {checkpoint.TOKENIZER_JSON}; an exported "
+                             "model must carry its vocabulary")
     return out
 
 
@@ -215,6 +262,8 @@ def unpack_metadata(metadata, directory, source):
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
     missing = [n for n in (checkpoint.CONFIG_NAME, checkpoint.VOCAB_NAME) if n not in files]
+    if checkpoint.TOKENIZER_JSON in files and checkpoint.VOCAB_NAME in missing:
+        missing.remove(checkpoint.VOCAB_NAME)
     if missing:
         raise InferenceError(f"{source}: no {' or '.join(missing)} in its metadata; export it with export_onnx.py")
     return files
@@ -286,7 +335,7 @@ def quantize_int8(src, dst, per_channel=True):
 def onnx_summary(path):
     """'N MB, M nodes (op counts)' of an .onnx file, for logs."""
     import onnx
-    proto = onnx.load(path)
+    proto = onnx.load(path, load_external_data=False)
     ops = {}
     for node in proto.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
@@ -298,7 +347,7 @@ def onnx_parameters(path):
     """Number of weights the graph holds (its initializers' elements; an int8 graph's quantization
     scales and zero points count too)."""
     import onnx
-    proto = onnx.load(path)
+    proto = onnx.load(path, load_external_data=False)
     return int(sum(np.prod(t.dims, dtype=np.int64) for t in proto.graph.initializer))
 
 

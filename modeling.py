@@ -53,7 +53,7 @@ class BertConfig:
 
     @classmethod
     def from_json_file(cls, path):
-        return cls.from_dict(checkpoint.read_json(path))
+        return cls.from_dict(checkpoint.check_config(checkpoint.read_json(path), path))
 
     def to_dict(self):
         d = asdict(self)
@@ -277,6 +277,7 @@ class PreTrainedBert(nn.Module):
     def from_pretrained(cls, model_dir, verbose=True, **kwargs):
         config = BertConfig.from_json_file(checkpoint.find_config(model_dir))
         state = checkpoint.load_state_dict(model_dir, config=config)
+        checkpoint.check_config_fits(state, config, model_dir)
         if "fit_size" in kwargs and kwargs["fit_size"] is None:
             # as saved (a stage-1 student keeps its projection), else a square one nobody will use
             saved = state.get("fit_dense.weight")
@@ -303,6 +304,9 @@ class PreTrainedBert(nn.Module):
             checkpoint.save_safetensors(state, tmp)
             if vocab_file:
                 checkpoint.copy_file(vocab_file, os.path.join(tmp, checkpoint.VOCAB_NAME))
+            else:  # a BPE / SentencePiece vocabulary (a student of a RoBERTa, XLM-R, DeBERTa teacher)
+                for path in checkpoint.tokenizer_files(self.source_dir):
+                    checkpoint.copy_file(path, os.path.join(tmp, os.path.basename(path)))
 
 
 class BertModel(PreTrainedBert):

@@ -24,6 +24,7 @@ import numpy as np
 
 import backend
 import checkpoint
+import cli
 import glue
 import inference
 
@@ -211,7 +212,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (InputError, inference.InferenceError, glue.GlueDataError, FileNotFoundError) as e:
-        sys.exit(f"predict.py: error: {e}")
+    cli.run(main)

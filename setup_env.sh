@@ -9,10 +9,11 @@
 # VENV=DIR: another place than .venv (e.g. VENV=.venv-torch BACKENDS=torch for a second environment).
 # BASE_PYTHON=python3.12: the interpreter of a torch-only venv (default: python3 on PATH, if >= 3.10).
 #   (Not PYTHON: to the run_*.sh wrappers PYTHON is the interpreter that runs the scripts, see docs/wrappers.md.)
-# TORCH_SPEC: with BACKENDS=torch, pip arguments installed before the rest: a torch build PyPI's default
-#   does not give, e.g. "torch --index-url https://download.pytorch.org/whl/cu126" (CUDA 12.6) or
-#   ".../whl/cpu" (CPU only: a 0.18 GiB wheel instead of 2.8 GiB of torch, nvidia-* and triton wheels),
-#   or pins (as .ci/run does).
+# TORCH_SPEC: pip arguments installed before the rest: a torch build PyPI's default does not give, e.g.
+#   "torch --index-url https://download.pytorch.org/whl/cu126" (CUDA 12.6, for NVIDIA drivers older than
+#   the 580 that PyPI's CUDA 13 build needs; docs/gpu.md) or ".../whl/cpu" (CPU only: a 0.18 GiB wheel
+#   instead of 2.8 GiB of torch, nvidia-* and triton wheels), or pins (as .ci/run does). With the full
+#   install (requirements.txt pins torch==2.14.1) name that version: "torch==2.14.1 --index-url ...".
 #   It applies when the venv is made or its requirements change; to switch builds later, remove the venv.
 # Without BACKENDS, an existing venv keeps the kind it was made as (the run_*.sh wrappers call this).
 set -euo pipefail
@@ -90,7 +91,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$py" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-if [ "$BACKENDS" = torch ] && [ -n "${TORCH_SPEC:-}" ]; then
+if [ -n "${TORCH_SPEC:-}" ]; then
   # shellcheck disable=SC2086  # TORCH_SPEC is a list of pip arguments
   "$VENV/bin/python" -m pip install $TORCH_SPEC
 fi

@@ -15,6 +15,9 @@ implementation (`Recipe`; bench/bench_task_distill.py measures what they buy):
   with dropout on);
 - soft cross-entropy sums over labels and averages over the batch (the reference averages over
   labels too: its loss, and so its gradient before clipping, is num_labels times smaller);
+- a regression task's (STS-B) prediction distillation learns the teacher's score, as the paper
+  does; the reference code regresses on the gold scores (its authors confirmed the paper's figures
+  came from the teacher's, huawei-noah/Pretrained-Language-Model#128);
 - `--reference_mode` turns all of these back.
 """
 import argparse
@@ -37,6 +40,7 @@ import distillation
 import glue
 import inference
 import modeling
+import teachers
 import training
 
 flow = backend.framework()
@@ -74,9 +78,15 @@ class Mode(enum.Enum):
         return self.intermediate or self.pred
 
     @property
-    def keeps_best(self):
-        """Keep the model that scores best on dev; stage 1 has no trained classifier to score: keep the last."""
+    def scored(self):
+        """A trained classifier, scored on the task's metric; stage 1 has none and reports its losses."""
         return self is not Mode.STAGE1
+
+
+class Selection(enum.Enum):
+    """Which checkpoint a training run keeps (stage 1 always keeps its last: no classifier to score)."""
+    DEV = "dev"
+    LAST = "last"
 
 
 @dataclass(frozen=True)
@@ -86,10 +96,12 @@ class Recipe:
     masked_means: bool = True           # intermediate losses average over real tokens only
     teacher_logits_once: bool = True    # stage 2 runs the teacher once per example, not every step
     soft_ce_over_labels: str = "sum"    # soft cross-entropy over labels: "sum" (ours) or "mean" (reference)
+    regression_target: str = "teacher"  # STS-B's stage 2 learns the teacher's score (paper) or the gold one (reference code)
 
 
 OURS = Recipe()
-REFERENCE = Recipe(dynamic_padding=False, masked_means=False, teacher_logits_once=False, soft_ce_over_labels="mean")
+REFERENCE = Recipe(dynamic_padding=False, masked_means=False, teacher_logits_once=False, soft_ce_over_labels="mean",
+                   regression_target="gold")
 
 
 def parse_args(argv=None):
@@ -100,7 +112,9 @@ def parse_args(argv=None):
     p.add_argument("--student_model", "--model", dest="student_model", required=True,
                    help="model directory to train or evaluate (general TinyBERT, stage-1 student, or BERT to fine-tune); "
                         "--do_eval/--do_predict also take an .onnx file from export_onnx.py")
-    p.add_argument("--teacher_model", help="fine-tuned teacher model directory (distillation)")
+    p.add_argument("--teacher_model", help="fine-tuned teacher model directory (distillation): this project's BERT, or "
+                                           "any encoder transformers' AutoModelForSequenceClassification loads "
+                                           "(RoBERTa, XLM-R, ELECTRA, DeBERTa, ... on --backend torch)")
     p.add_argument("--output_dir", required=True)
     mode = p.add_argument_group("what to run")
     mode.add_argument("--intermediate_distill", action="store_true", help="stage 1: att_loss + rep_loss")
@@ -123,8 +137,15 @@ def parse_args(argv=None):
     p.add_argument("--warmup_proportion", type=float, default=0.1)
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of pred_distill")
     p.add_argument("--layer_map", default="", help="teacher layer for each student layer, e.g. 2,4,6 (default uniform)")
+    p.add_argument("--att_loss", choices=["auto", *distillation.ATT_LOSSES], default="auto",
+                   help="stage 1's attention term: 'mse' on pre-softmax scores head by head (the paper's), 'kl' on "
+                        "head-averaged attention distributions (any head count, any teacher); 'auto' takes mse "
+                        "where the teacher allows it")
     p.add_argument("--max_train_examples", type=int, help="train on a seeded random subset of this size")
     p.add_argument("--eval_step", type=int, default=0, help="evaluate every N steps (0: once per epoch)")
+    p.add_argument("--model_selection", choices=[s.value for s in Selection], default=Selection.DEV.value,
+                   help="which checkpoint a training run keeps: 'dev', the best on dev (the reference's: dev then "
+                        "both selects and reports it); 'last', the one at the end of a fixed budget (dev only reports)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--teacher_dtype", choices=["fp32", "bf16"], default="fp32",
                    help="run the teacher's forward pass in bfloat16 (autocast)")
@@ -132,7 +153,7 @@ def parse_args(argv=None):
     p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=True, help="use CUDA when available")
     p.add_argument("--reference_mode", action="store_true",
                    help="the reference's choices: pad to max_seq_length, unmasked loss means, teacher every step, "
-                        "soft cross-entropy averaged over labels")
+                        "soft cross-entropy averaged over labels, STS-B's stage 2 on the gold scores")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/resume")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty output directory")
     p.add_argument("--serve_for_online", action="store_true",
@@ -171,6 +192,7 @@ def _check_args(parser, args):
     args.num_train_epochs = args.num_train_epochs or epochs
     args.weight_decay = wd if args.weight_decay is None else args.weight_decay
     args.recipe = REFERENCE if args.reference_mode else OURS
+    args.selection = Selection(args.model_selection)
     args.backend = backend.check_bound(args.backend, flow)
     return args
 
@@ -203,14 +225,11 @@ def load_models(student_dir, teacher_dir, processor, device, allow_untrained_tea
     """(teacher or None, student) on `device`; the student records the task's label order."""
     teacher = None
     if teacher_dir:
-        teacher = modeling.TinyBertForSequenceClassification.from_pretrained(
-            teacher_dir, num_labels=processor.num_labels, fit_size=None)
-        if any(k.startswith("classifier.") for k in teacher.missing_keys) and not allow_untrained_teacher:
-            raise ValueError(f"teacher {teacher_dir} has no classifier: it was never fine-tuned on "
-                             f"{processor.task} (run run_train_teacher.sh first), or pass --allow_untrained_teacher")
-        teacher.eval().to(device)
-    student = modeling.TinyBertForSequenceClassification.from_pretrained(
-        student_dir, num_labels=processor.num_labels, fit_size=teacher.config.hidden_size if teacher else None)
+        teacher = teachers.load_teacher(teacher_dir, processor.num_labels, device, modeling, allow_untrained_teacher,
+                                        task=processor.task)
+    student = teachers.load_classifier(student_dir, processor.num_labels, modeling,
+                                       fit_size=teacher.config.hidden_size if teacher else None,
+                                       trainable_only_alone=teacher is not None)
     if teacher is not None:
         check_same_vocabulary(teacher_dir, teacher.config, student_dir, student.config)
     label_permutation(student, processor, "student", allow_remap=False)
@@ -337,7 +356,7 @@ class Losses:
     mode: Mode
     student: object
     teacher: object = None
-    layer_map: list = None
+    matching: distillation.Matching = None
     is_regression: bool = False
     temperature: float = 1.0
     recipe: Recipe = OURS
@@ -356,11 +375,12 @@ class Losses:
                 t_logits, t_atts, t_reps = self.teacher(b, internals)
             mask = b["input_mask"] if self.recipe.masked_means else None
             if internals:
-                terms["att_loss"] = distillation.att_loss(atts, t_atts, self.layer_map, mask)
-                terms["rep_loss"] = distillation.rep_loss(reps, t_reps, self.layer_map, mask)
+                terms["att_loss"] = self.matching.att_term(atts, t_atts, mask)
+                terms["rep_loss"] = distillation.rep_loss(reps, t_reps, self.matching.layer_map, mask)
             if self.mode.pred:
                 terms["cls_loss"] = distillation.pred_loss(logits, t_logits, self.temperature, b["labels"],
-                                                           self.is_regression, self.recipe.soft_ce_over_labels)
+                                                           self.is_regression, self.recipe.soft_ce_over_labels,
+                                                           self.recipe.regression_target)
         loss = 0.0
         for v in terms.values():
             loss = loss + v
@@ -422,8 +442,7 @@ def load_evaluated(path, processor, device):
             label_order({str(i): n for i, n in enumerate(student.labels)}, path, processor, "model", allow_remap=False)
         return Evaluated(student.runner, student.tokenizer, inference.onnx_parameters(path),
                          round(os.path.getsize(path) / 2 ** 20, 2), student.engine)
-    model = modeling.TinyBertForSequenceClassification.from_pretrained(
-        path, num_labels=processor.num_labels, fit_size=None).to(device)
+    model = teachers.load_classifier(path, processor.num_labels, modeling, fit_size=None).to(device)
     label_permutation(model, processor, "model", allow_remap=False)
     return evaluated_model(model, checkpoint.load_tokenizer(path), device)
 
@@ -447,7 +466,8 @@ def results_json(task, evaluated, model_path, features, batch_size):
     out = {renamed.get(k, k): round(v, 6) for k, v in m.items()}
     out.update(task=processor.task, best_metric=glue.best_metric_name(task),
                num_examples=len(features), parameters=evaluated.parameters, modelSize=evaluated.size_mb,
-               reasoningTime=round(speed, 1), backend=evaluated.engine, model_dir=os.path.abspath(model_path))
+               reasoningTime=round(speed, 1), backend=evaluated.engine,
+               model_dir=os.path.relpath(model_path))  # published results carry no absolute path of this machine
     return out
 
 
@@ -463,11 +483,12 @@ def write_results(output_dir, results):
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
-def make_teacher(model, student, processor, device, dtype="fp32", remap_labels=False, layer_map_text=""):
-    """The Teacher and the layer map from student layers to its layers."""
+def make_teacher(model, student, processor, device, dtype="fp32", remap_labels=False, layer_map_text="",
+                 att_loss="auto"):
+    """The Teacher and the Matching of its layers and attention to the student's."""
     teacher = Teacher(model, processor, device, dtype, remap_labels)
-    return teacher, distillation.parse_layer_map(layer_map_text, model.config.num_hidden_layers,
-                                                 student.config.num_hidden_layers)
+    return teacher, distillation.match_layers(model.config, student.config, layer_map_text, att_loss,
+                                              getattr(model, "scores", True))
 
 
 def make_plan(global_batches, grad_accum, epochs, eval_step):
@@ -499,9 +520,11 @@ def main(argv=None):
     args = parse_args(argv)
     training.set_seed(args.seed)
     dist, device = backend.distributed(args.gpu)
+    precision = training.MixedPrecision(args.fp16, device)  # refuses --fp16 where it cannot run, before any loading
     training.set_seed(args.seed + dist.rank)  # each rank its own dropout; the data order is seeded apart
     processor = glue.get_processor(args.task_name)
     mode, recipe = args.mode, args.recipe
+    keep_best = mode.scored and args.selection is Selection.DEV
     if mode is Mode.EVAL:
         evaluated = load_evaluated(args.student_model, processor, device)
         results = {}
@@ -529,37 +552,43 @@ def main(argv=None):
               f"{args.num_train_epochs} epochs, batch {args.train_batch_size} x {dist.world} processes x {accum} "
               f"accumulated = {args.train_batch_size * pieces}, backend {args.backend} on {device}")
 
-    teacher = layer_map = teacher_logits = None
+    teacher = matching = teacher_logits = None
     if mode.needs_teacher:
-        teacher, layer_map = make_teacher(teacher_model, student, processor, device, args.teacher_dtype,
-                                          args.remap_teacher_labels, args.layer_map)
+        teacher, matching = make_teacher(teacher_model, student, processor, device, args.teacher_dtype,
+                                         args.remap_teacher_labels, args.layer_map, args.att_loss)
+        if mode.intermediate and dist.is_main:
+            print(matching.describe())
     if mode is Mode.STAGE2 and recipe.teacher_logits_once:
         teacher_logits = teacher.all_logits(train_data, args.eval_batch_size, recipe, dist)
-    losses = Losses(mode, dist.wrap(student), teacher, layer_map, processor.is_regression, args.temperature, recipe)
+    losses = Losses(mode, dist.wrap(student), teacher, matching, processor.is_regression, args.temperature, recipe)
     plan = make_plan(len(batches(train_data, args.train_batch_size * pieces, recipe, min_rows=pieces)), accum,
                      args.num_train_epochs, args.eval_step)
     optimizer = training.make_optimizer(student, args.learning_rate, args.weight_decay)
     # the reference trains stage 1 at a constant rate, stage 2 and fine-tuning with linear warm-up
     scheduler = training.make_schedule(optimizer, plan.total_steps, args.warmup_proportion,
                                        "constant" if mode is Mode.STAGE1 else "linear")
+    run_info = run_record(args, train_data, dist.world, pieces)
+    if mode.scored and not keep_best:  # recorded only when not the default
+        run_info["model_selection"] = args.selection.value
     student.train()
     state = training.fit(
         student, training_epochs(train_data, args.train_batch_size, recipe, args.seed, device, teacher_logits,
                                  dist.world, dist.rank, accum),
-        losses, optimizer, scheduler, args.output_dir, plan, precision=training.MixedPrecision(args.fp16, device),
+        losses, optimizer, scheduler, args.output_dir, plan, precision=precision,
         eval_fn=functools.partial(evaluate, args.task_name, student, dev, args.eval_batch_size, device,
-                                  None if mode.keeps_best else dataclasses.replace(losses, student=student)),
-        best_metric=glue.best_metric_name(args.task_name) if mode.keeps_best else None,
+                                  None if mode.scored else dataclasses.replace(losses, student=student)),
+        best_metric=glue.best_metric_name(args.task_name) if keep_best else None,
         resume=args.resume, keep_resume=not args.serve_for_online,
-        run_info=run_record(args, train_data, dist.world, pieces),
+        run_info=run_info,
         exclude=("fit_dense.",) if args.serve_for_online else (), desc=mode.value, dist=dist)
     if not dist.is_main or state.get("finished_before"):
         return state
-    if mode.keeps_best:
-        best = modeling.TinyBertForSequenceClassification.from_pretrained(
-            args.output_dir, num_labels=processor.num_labels, fit_size=None, verbose=False).to(device)
-        write_results(args.output_dir, results_json(args.task_name, evaluated_model(best, tokenizer, device),
-                                                    args.output_dir, dev, args.eval_batch_size))
+    if mode.scored:
+        best = teachers.load_classifier(args.output_dir, processor.num_labels, modeling, fit_size=None,
+                                        verbose=False).to(device)
+        results = results_json(args.task_name, evaluated_model(best, tokenizer, device), args.output_dir, dev,
+                               args.eval_batch_size)
+        write_results(args.output_dir, dict(results, model_selection=args.selection.value))
     print(f"done: {state['step']} steps; model in {args.output_dir}")
     return state
 

@@ -14,6 +14,7 @@ import os
 import random
 import shlex
 import shutil
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -62,14 +63,20 @@ def make_schedule(optimizer, total_steps, warmup_proportion=0.1, kind="linear"):
 
 
 class MixedPrecision:
-    """fp16 autocast with a gradient scaler on CUDA (--fp16); plain fp32 steps otherwise.
-    Gradients are clipped to `max_grad_norm` (1.0, as BERT's optimizer did) before each update."""
+    """fp16 autocast with a gradient scaler on CUDA (--fp16, PyTorch only); plain fp32 steps otherwise.
+    Gradients are clipped to `max_grad_norm` (1.0, as BERT's optimizer did) before each update.
+    `init_scale`: the loss scale the scaler starts from (PyTorch's default)."""
 
-    def __init__(self, enabled, device, max_grad_norm=1.0):
+    def __init__(self, enabled, device, max_grad_norm=1.0, init_scale=2.0 ** 16):
+        if enabled and flow.__name__ == "oneflow":
+            # OneFlow 0.9's eager amp.GradScaler holds only the settings an nn.Graph reads: it has no
+            # scale, unscale_, step, update or state_dict, so the first backward would fail.
+            raise ValueError("--fp16 is not supported on --backend oneflow (OneFlow 0.9's GradScaler works only "
+                             "in nn.Graph): use --backend torch for --fp16, or train in fp32")
         if enabled and not str(device).startswith("cuda"):
             raise ValueError("--fp16 needs a CUDA GPU; on a CPU train in fp32 (and see --teacher_dtype bf16)")
         self.enabled, self.device, self.max_grad_norm = enabled, str(device), max_grad_norm
-        self.scaler = flow.amp.GradScaler() if enabled else None
+        self.scaler = flow.amp.GradScaler("cuda", init_scale=init_scale) if enabled else None
 
     def autocast(self):
         if not self.enabled:
@@ -109,8 +116,8 @@ def check_finite(step, terms):
 # ----------------------------------------------------------------------------------------------
 # Resumable checkpoints
 # ----------------------------------------------------------------------------------------------
-# Saved only where the framework sees a GPU; a run saved without it (on a CPU machine) resumes on a
-# GPU with that generator as it is, and one saved with it resumes on a CPU without it.
+# Saved only where this process uses a GPU (backend.cuda_rng); a run saved without it (on a CPU) resumes
+# on a GPU with that generator as it is, and one saved with it resumes on a CPU without it.
 CUDA_RNG = "framework_cuda"
 
 
@@ -230,6 +237,7 @@ class Plan:
     log_every: int = 0      # 0: a row at each evaluation
     save_every: int = 0     # 0: a resume checkpoint at each evaluation
     grad_accum: int = 1
+    estimate_after: int = 20  # steps timed (past the first, which warms up) before the run's cost is printed
 
     def __post_init__(self):
         if self.total_steps < 1:
@@ -293,6 +301,7 @@ def _train(run, batches, loss_fn, plan, precision, model, optimizer, scheduler, 
             run.state["step"] += 1
             bar.update(1)
             bar.set_postfix(run.postfix())
+            run.estimate(bar)
             run.after_step(eval_fn, bar)
             if run.state["step"] >= plan.total_steps:
                 break
@@ -345,6 +354,7 @@ class _Run:
                       "interval": {"steps": 0}, "run": run_info}
         self.lap = time.perf_counter()
         self.step_terms, self.speed, self.epoch_len = {}, None, 1
+        self.timed_from = None  # (step, busy seconds) where this process started timing its steps
 
     def start(self, resume):
         """Start afresh, or (resume) continue the run in out_dir; "finished" when that run had ended."""
@@ -380,6 +390,7 @@ class _Run:
         for name in (TrainLog.NAME, TrainLog.PLOT):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.out_dir, name))
+        shutil.rmtree(os.path.join(self.out_dir, TensorBoardLog.DIR), ignore_errors=True)
         self.log = TrainLog(self.out_dir)
         self.write_record(finished=False)
 
@@ -414,6 +425,20 @@ class _Run:
         busy = self.state["train_seconds"] - self.state["pause_seconds"]
         self.speed = self.state["examples"] / max(busy, 1e-9)
         return dict(shown, **{"ex/s": f"{self.speed:.0f}"})
+
+    def estimate(self, bar):
+        """Once, early: the steps left and what they will take at the pace so far on this machine."""
+        busy = self.state["train_seconds"] - self.state["pause_seconds"]
+        if self.timed_from is None:
+            self.timed_from = (self.state["step"], busy)
+            return
+        timed = self.state["step"] - self.timed_from[0]
+        left = self.plan.total_steps - self.state["step"]
+        if timed != self.plan.estimate_after or left == 0 or not self.dist.is_main:
+            return
+        per_step = (busy - self.timed_from[1]) / timed
+        bar.write(f"estimate: {left} more steps at {per_step:.3g} s each = {_duration(left * per_step)} on this "
+                  f"machine (evaluations and checkpoints not counted; {self.plan.total_steps} steps in all)")
 
     def after_step(self, eval_fn, bar):
         started = time.perf_counter()
@@ -529,9 +554,11 @@ class TrainLog:
         if os.path.isfile(self.path):  # a resumed run continues its log
             with open(self.path, newline="") as f:
                 self.rows = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        self.events = TensorBoardLog(directory)
 
     def append(self, **row):
         self.rows.append(row)
+        self.events.write(row)
         columns = []
         for r in self.rows:
             columns += [k for k in r if k not in columns]
@@ -541,6 +568,7 @@ class TrainLog:
     def truncate_after(self, step):
         """Drop rows past `step` (a resumed run repeats them)."""
         self.rows = [r for r in self.rows if r.get("step", 0) <= step]
+        self.events.restart_after(step)
 
     def refresh_plot(self, final=False):
         """Redraw curves.png at the run's end (final) or if PLOT_EVERY_S have passed since the last
@@ -551,23 +579,40 @@ class TrainLog:
         self.plotted_at = now
         return self.plot()
 
+    # columns that say nothing a panel should show: the x axes, the clock, the speed (the progress bar has it)
+    NOT_PLOTTED = ("step", "epoch", "train_seconds", "examples_per_s")
+
+    def panels(self):
+        """The columns worth a panel each: every loss term, the total only where it differs from the one
+        term it sums, the dev metrics and the learning rate."""
+        columns = [c for c in dict.fromkeys(c for r in self.rows for c in r) if c not in self.NOT_PLOTTED]
+        for prefix in ("", "dev_"):  # the training terms, then their dev means
+            terms = [c for c in columns if c.endswith("_loss") and c != prefix + "loss"
+                     and (c.startswith("dev_") == (prefix == "dev_"))]
+            if prefix + "loss" in columns and len(terms) == 1:
+                columns.remove(prefix + "loss")
+        return columns
+
     def plot(self, path=None, x="step"):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         path = path or os.path.join(os.path.dirname(self.path), self.PLOT)
-        columns = [c for r in self.rows for c in r if c not in (x, "epoch")]
-        columns = list(dict.fromkeys(columns))
+        columns = self.panels()
         if not columns:
             return None
-        fig, axes = plt.subplots(len(columns), 1, figsize=(7, 2.2 * len(columns)), sharex=True, squeeze=False)
-        for ax, col in zip(axes[:, 0], columns):
+        ncols = min(3, len(columns))
+        nrows = -(-len(columns) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.6 * nrows), squeeze=False)
+        for ax, col in zip(axes.flat, columns):
             pts = [(r[x], r[col]) for r in self.rows if isinstance(r.get(col), (int, float)) and x in r]
             if pts:
                 ax.plot(*zip(*pts), marker="." if len(pts) < 50 else None)
-            ax.set_ylabel(col, fontsize=8)
+            ax.set_title(col, fontsize=9)
+            ax.set_xlabel(x, fontsize=8)
             ax.grid(alpha=0.3)
-        axes[-1, 0].set_xlabel(x)
+        for ax in axes.flat[len(columns):]:
+            ax.set_visible(False)
         fig.tight_layout()
         try:
             with checkpoint.atomic_file(path) as f:
@@ -575,6 +620,65 @@ class TrainLog:
         finally:
             plt.close(fig)
         return path
+
+
+class TensorBoardLog:
+    """The train_log rows again as TensorBoard scalars in `DIR` beside it, so that `tensorboard --logdir`
+    over several runs shows them all live. Records go through the tensorboard package's record writer
+    into a plain file: its event-file writer opens files through TensorFlow when TensorFlow is installed,
+    which a training run must not import. Without the package the run keeps the CSV and the plot alone."""
+    DIR = "tensorboard"
+    opened = 0  # files this process has opened: part of each file's name, so that none is reused
+
+    def __init__(self, directory):
+        try:
+            from tensorboard.compat.proto import event_pb2, summary_pb2
+            from tensorboard.summary.writer.record_writer import RecordWriter
+        except ImportError:
+            print("note: the tensorboard package is not installed: no TensorBoard events (train_log.csv and "
+                  "curves.png are written as always)")
+            self.records = None
+            return
+        self.event_pb2, self.summary_pb2 = event_pb2, summary_pb2
+        os.makedirs(os.path.join(directory, self.DIR), exist_ok=True)
+        TensorBoardLog.opened += 1
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{TensorBoardLog.opened}"
+        self.file = open(os.path.join(directory, self.DIR, name), "ab")
+        self.records = RecordWriter(self.file)
+        self._add(self.event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _add(self, event):
+        self.records.write(event.SerializeToString())
+        self.file.flush()
+
+    def write(self, row):
+        if self.records is None:
+            return
+        values = [self.summary_pb2.Summary.Value(tag=self.tag(k), simple_value=float(v)) for k, v in row.items()
+                  if k not in ("step", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        self._add(self.event_pb2.Event(wall_time=time.time(), step=int(row.get("step", 0)),
+                                       summary=self.summary_pb2.Summary(value=values)))
+
+    def restart_after(self, step):
+        """A resumed run writes its steps again: TensorBoard drops what an earlier file holds past `step`
+        when it reads a session start there."""
+        if self.records is None:
+            return
+        start = self.event_pb2.SessionLog(status=self.event_pb2.SessionLog.START)
+        self._add(self.event_pb2.Event(wall_time=time.time(), step=step + 1, session_log=start))
+
+    @staticmethod
+    def tag(column):
+        """dev_acc -> dev/acc; the training terms and rates under train/."""
+        return "dev/" + column[4:] if column.startswith("dev_") else "train/" + column
+
+
+def _duration(seconds):
+    """3725 -> '1 h 02 min'; 95 -> '1 min 35 s'."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def _fmt(v):

@@ -4,6 +4,7 @@
     python experiments/summarize.py ROOT --run "teacher=teacher" --run "student=stage1+stage2"
     python experiments/summarize.py --ablation /work/exp17                   # experiments/sst2_ablation.sh
     python experiments/summarize.py /work/exp17/glue/SST-2 --aug_examples 5  # sentences before/after augmentation
+    python experiments/summarize.py --card experiments/out/glue_card         # experiments/glue_card.sh
 
 Each --run is LABEL=DIR[+DIR...] under ROOT: the stages whose train_log.csv add up to its training
 time; the last holds results_eval.json and the weights (or the results of an .onnx file exported
@@ -164,6 +165,114 @@ def ablation(root):
     plot(curves, os.path.join(root, "accuracy_vs_time.png"))
 
 
+# The TinyBERT paper's Table 1 (Jiao et al., 2020; GLUE test set): BERT-base teacher and TinyBERT4
+# (4 layers, 312 hidden), in the metric the paper reports per task.
+PAPER = {  # task: (metric in results_eval.json, its name, BERT-base, TinyBERT4)
+    "SST-2": ("accuracy", "acc", 93.5, 92.6),
+    "CoLA": ("MCC", "MCC", 52.1, 44.1),
+    "MRPC": ("f_1", "F1", 87.5, 86.4),
+    "RTE": ("accuracy", "acc", 66.4, 66.6),
+    "STS-B": ("spearman", "Spearman", 85.8, 80.4),
+}
+PAPER_GLUE_RETAINED = 77.0 / 79.5 * 100  # the paper's GLUE average, TinyBERT4 / BERT-base
+CARD_ARMS = [("teacher", "teacher"), ("hard", "hard_s{s}"), ("tinybert", "tinybert_s{s}_tmp+tinybert_s{s}")]
+
+
+def card_arm(task_root, pattern, metric):
+    """(mean metric x 100, {seed: value}, mean training seconds over seeds) of one arm of one task, or None."""
+    seeds = ablation_seeds(task_root, pattern)
+    if not seeds:
+        return None
+    values, seconds = {}, []
+    for seed in seeds:
+        dirs = [d.format(s=seed) for d in pattern.split("+")]
+        values[seed] = json.load(open(os.path.join(task_root, dirs[-1], "results_eval.json")))[metric] * 100
+        seconds.append(curve(task_root, dirs)[1])
+    return sum(values.values()) / len(values), values, sum(seconds) / len(seconds)
+
+
+def majority_baseline(glue_dir, task):
+    """Accuracy of always answering dev's commonest label (WNLI's dev set is built so that models score
+    below it: the card reports this baseline, as GLUE papers do)."""
+    rows = open(os.path.join(glue_dir, task, "dev.tsv"), encoding="utf-8").read().splitlines()[1:]
+    labels = [row.rsplit("\t", 1)[1] for row in rows if row]
+    return max(labels.count(v) for v in set(labels)) / len(labels) * 100
+
+
+def total_hours(root):
+    """CPU-hours of every run under `root` (train_log.csv's last train_seconds, one thread each) plus
+    pregeneration's recorded seconds."""
+    seconds = 0.0
+    for here, _, files in os.walk(root):
+        if "train_log.csv" in files:
+            rows = read_log(os.path.join(here, "train_log.csv"))
+            seconds += rows[-1]["train_seconds"] if rows else 0.0
+        if ".seconds" in files:
+            seconds += float(open(os.path.join(here, ".seconds")).read())
+    return seconds / 3600
+
+
+def card(root, glue_dir=None):
+    """docs/results.md's card: per task the teacher, the hard-label and the TinyBERT student (mean of
+    seeds), the TinyBERT student's share of the teacher, beside the paper's; card.md and card.png."""
+    lines = ["| task | metric | teacher | hard-label student | TinyBERT student (seeds) | retained | "
+             "paper: BERT-base → TinyBERT4 | paper retained | beats hard labels |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    bars, missing = [], []
+    for task, (metric, name, paper_teacher, paper_student) in PAPER.items():
+        arms = {arm: card_arm(os.path.join(root, task), pattern, metric) for arm, pattern in CARD_ARMS}
+        if any(v is None for v in arms.values()):
+            missing.append(f"{task} ({', '.join(a for a, v in arms.items() if v is None)})")
+            continue
+        teacher, hard, tiny = (arms[a][0] for a, _ in CARD_ARMS)
+        per_seed = ", ".join(f"{s}: {v:.1f}" for s, v in arms["tinybert"][1].items())
+        hard_seeds = ", ".join(f"{v:.1f}" for v in arms["hard"][1].values())
+        retained, paper_retained = tiny / teacher * 100, paper_student / paper_teacher * 100
+        lines.append(f"| {task} | {name} | {teacher:.1f} | {hard:.1f} ({hard_seeds}) | {tiny:.1f} ({per_seed}) | "
+                     f"{retained:.1f}% | {paper_teacher} → {paper_student} | {paper_retained:.1f}% | "
+                     f"{'yes' if tiny > hard else 'no'} |")
+        bars.append((task, hard / teacher * 100, retained, paper_retained))
+    if glue_dir and os.path.isfile(os.path.join(glue_dir, "WNLI", "dev.tsv")):
+        lines.append(f"| WNLI | acc | majority {majority_baseline(glue_dir, 'WNLI'):.1f} | (majority) | (majority) | "
+                     "- | - | - | - |")
+    out = ["\n".join(lines)]
+    if bars:
+        ours = sum(b[2] for b in bars) / len(bars)
+        paper = sum(b[3] for b in bars) / len(bars)
+        out.append(f"\nTinyBERT student's share of the teacher over {len(bars)} task(s): {ours:.1f}% "
+                   f"(the paper on the same tasks: {paper:.1f}%; on all of GLUE: {PAPER_GLUE_RETAINED:.1f}%). "
+                   "The card's figures are GLUE dev, the paper's GLUE test.")
+    out.append(f"Training time of everything under {root}: {total_hours(root):.1f} CPU-hours (one thread a run).")
+    if missing:
+        out.append("not finished yet: " + "; ".join(missing))
+    text = "\n".join(out)
+    print(text)
+    write_atomic(os.path.join(root, "card.md"), text + "\n")
+    if bars:
+        plot_card(bars, os.path.join(root, "card.png"))
+
+
+def plot_card(bars, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    x = range(len(bars))
+    ax.bar([i - 0.2 for i in x], [b[1] for b in bars], width=0.4, label="hard-label student")
+    ax.bar([i + 0.2 for i in x], [b[2] for b in bars], width=0.4, label="TinyBERT student")
+    ax.scatter(list(x), [b[3] for b in bars], color="black", marker="_", s=400, zorder=3, label="paper's TinyBERT4")
+    ax.axhline(100, color="grey", linewidth=0.8)
+    ax.set_xticks(list(x))
+    ax.set_xticklabels([b[0] for b in bars])
+    ax.set_ylabel("share of the teacher's dev score (%)")
+    ax.set_ylim(min(50, min(min(b[1:]) for b in bars) - 5), 110)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}")
+
+
 def write_atomic(path, text):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -202,11 +311,15 @@ if __name__ == "__main__":
     p.add_argument("root", nargs="?", default="experiments/out/sst2_cpu")
     p.add_argument("--run", action="append", help="LABEL=DIR[+DIR...] (default: the runs of sst2_cpu.sh)")
     p.add_argument("--ablation", action="store_true", help="ROOT is an experiments/sst2_ablation.sh output")
+    p.add_argument("--card", action="store_true", help="ROOT is an experiments/glue_card.sh output")
+    p.add_argument("--glue_dir", help="with --card: the GLUE root, for WNLI's majority baseline")
     p.add_argument("--aug_examples", type=int, metavar="N",
                    help="print N sentences of ROOT/train.tsv beside their first variant in ROOT/train_aug.tsv")
     args = p.parse_args()
     if args.aug_examples:
         aug_examples(args.root, args.aug_examples)
+    elif args.card:
+        card(args.root, args.glue_dir)
     elif args.ablation:
         ablation(args.root)
     else:

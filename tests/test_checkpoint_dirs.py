@@ -96,8 +96,9 @@ def test_model_fingerprint_follows_the_model_not_the_run_beside_it(tmp_path):
     assert len(first) == 64 and checkpoint.model_fingerprint(str(model)) == first
     for name in ("train_log.csv", "run.json", "state.json", "general_distill_args.json"):
         (model / name).write_text("written by the run, not part of the model\n")
-    (model / "resume").mkdir()
-    (model / "resume" / "model.safetensors").write_bytes(b"an optimizer's later state")
+    for folder in ("resume", "tensorboard"):
+        (model / folder).mkdir()
+        (model / folder / "model.safetensors").write_bytes(b"an optimizer's later state, or events")
     assert checkpoint.model_fingerprint(str(model)) == first
     checkpoint.save_safetensors({"bert.pooler.dense.bias": np.ones(4, np.float32)}, str(model))
     changed = checkpoint.model_fingerprint(str(model))

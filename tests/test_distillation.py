@@ -1,5 +1,6 @@
 """The TinyBERT losses against values computed by hand with numpy, on both backends; layer mapping."""
 import functools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,8 +24,10 @@ def test_uniform_layer_maps(dist_for):
     assert d.uniform_layer_map(12, 4) == [3, 6, 9, 12]
     assert d.uniform_layer_map(6, 3) == [2, 4, 6]
     assert d.uniform_layer_map(4, 4) == [1, 2, 3, 4]
-    with pytest.raises(ValueError, match=r"6 layers are not a multiple of the student's 4: pass --layer_map"):
-        d.uniform_layer_map(6, 4)
+    # depths that do not divide: evenly spaced, the last layer on the last, no flag needed
+    assert d.uniform_layer_map(6, 4) == [2, 3, 5, 6]
+    assert d.uniform_layer_map(12, 5) == [2, 5, 7, 10, 12]
+    assert d.uniform_layer_map(3, 4) == [1, 2, 2, 3]  # a shallower teacher: its layers are shared
     assert d.parse_layer_map("1,3,5,6", 6, 4) == [1, 3, 5, 6]
     assert d.parse_layer_map("", 12, 4) == [3, 6, 9, 12]
     with pytest.raises(ValueError, match="gives 2 teacher layers for a student of 3 layers"):
@@ -112,7 +115,52 @@ def test_soft_cross_entropy_and_pred_loss(name, dist_for):
         # the reference's normalisation (--reference_mode): a mean over the [batch, labels] entries
         reference = d.pred_loss(tensor(name, s), tensor(name, t), temperature, over_labels="mean")
         assert float(reference.numpy()) == pytest.approx(float(np.mean(-(p * log_q))), rel=1e-5)
-    # regression: MSE to the gold scores, the teacher's outputs unused
+    # regression: MSE to the teacher's scores (the paper), or to the gold ones (the reference code)
     scores = np.array([0.5, 3.0, 4.2, 1.0])
-    got = d.pred_loss(tensor(name, s[:, :1]), None, labels=tensor(name, scores), is_regression=True)
-    assert float(got.numpy()) == pytest.approx(float(np.mean((s[:, 0] - scores) ** 2)), rel=1e-5)
+    got = d.pred_loss(tensor(name, s[:, :1]), tensor(name, t[:, :1]), labels=tensor(name, scores), is_regression=True)
+    assert float(got.numpy()) == pytest.approx(float(np.mean((s[:, 0] - t[:, 0]) ** 2)), rel=1e-5)
+    gold = d.pred_loss(tensor(name, s[:, :1]), tensor(name, t[:, :1]), labels=tensor(name, scores),
+                       is_regression=True, regression_target="gold")
+    assert float(gold.numpy()) == pytest.approx(float(np.mean((s[:, 0] - scores) ** 2)), rel=1e-5)
+    with pytest.raises(ValueError, match="'teacher' or 'gold'"):
+        d.pred_loss(tensor(name, s[:, :1]), None, labels=tensor(name, scores), is_regression=True,
+                    regression_target="labels")
+
+
+def test_attention_loss_is_chosen_by_what_the_teacher_exposes(dist_for):
+    d = dist_for("torch")
+    assert d.choose_att_loss("auto", True, 12, 12)[0] == "mse"
+    name, why = d.choose_att_loss("auto", True, 12, 4)
+    assert name == "kl" and "12 attention heads, the student 4" in why
+    name, why = d.choose_att_loss("auto", False, 4, 4)
+    assert name == "kl" and "probabilities" in why
+    assert d.choose_att_loss("kl", True, 4, 4)[0] == "kl"
+    with pytest.raises(ValueError, match="--att_loss mse compares scores head by head, but the teacher has 12"):
+        d.choose_att_loss("mse", True, 12, 4)
+    m = d.match_layers(SimpleNamespace(num_hidden_layers=6, num_attention_heads=8),
+                       SimpleNamespace(num_hidden_layers=4, num_attention_heads=4))
+    assert m.layer_map == [2, 3, 5, 6] and m.att_loss_name == "kl"
+    assert m.describe().startswith("layer map (student->teacher): emb->emb, 1->2, 2->3, 3->5, 4->6; att_loss kl")
+
+
+def test_att_kl_loss_compares_head_averaged_distributions_over_real_queries(dist_for):
+    """KL(teacher || student) of the head-mean attention, by hand in numpy; heads may differ, the
+    teacher may give probabilities, and padded queries do not count."""
+    d = dist_for("torch")
+    rng = np.random.default_rng(0)
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], np.float32)
+    s_scores, t_scores = _scores(rng, mask, heads=2), _scores(rng, mask, heads=3)
+
+    def softmax(x):
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+    p_s, p_t = softmax(s_scores).mean(1), softmax(t_scores).mean(1)
+    kl = (p_t * (np.log(np.maximum(p_t, 1e-12)) - np.log(np.maximum(p_s, 1e-12)))).sum(-1)  # [B, L]
+    want = (kl * mask).sum() / mask.sum()
+    for teacher, are_scores in ((t_scores, True), (softmax(t_scores), False)):
+        got = float(d.att_kl_loss([tensor("torch", s_scores)], [tensor("torch", teacher)], [1],
+                                  tensor("torch", mask), teacher_scores=are_scores))
+        assert got == pytest.approx(float(want), rel=1e-5)
+    assert want > 0.01  # different random maps: a loss that could be wrong
+    same = d.att_kl_loss([tensor("torch", t_scores)], [tensor("torch", t_scores)], [1], tensor("torch", mask))
+    assert abs(float(same)) < 1e-6

@@ -89,17 +89,17 @@ def test_trained_head_predicts_held_out_words(tmp_path, capsys):
     assert set(head.replacement_ids(tokenizer)) == set(range(6, len(vocab)))
 
 
-def fake_run(root, name, accuracy=None, seconds=60.0, speed=500.0, parameters=13_200_000):
+def fake_run(root, name, accuracy=None, seconds=60.0, speed=500.0, parameters=13_200_000, under="runs", **metrics):
     """A finished stage as task_distill.py leaves it: train_log.csv, and results_eval.json if last."""
-    os.makedirs(os.path.join(root, "runs", name))
-    with open(os.path.join(root, "runs", name, "train_log.csv"), "w", newline="") as f:
+    os.makedirs(os.path.join(root, under, name))
+    with open(os.path.join(root, under, name, "train_log.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "train_seconds", "dev_acc"])
         w.writerow([10, seconds / 2, "" if accuracy is None else accuracy - 0.05])
         w.writerow([20, seconds, "" if accuracy is None else accuracy])
     if accuracy is not None:
-        with open(os.path.join(root, "runs", name, "results_eval.json"), "w") as f:
-            json.dump({"accuracy": accuracy, "parameters": parameters, "reasoningTime": speed}, f)
+        with open(os.path.join(root, under, name, "results_eval.json"), "w") as f:
+            json.dump(dict({"accuracy": accuracy, "parameters": parameters, "reasoningTime": speed}, **metrics), f)
 
 
 def test_ablation_table_reads_every_finished_arm_and_names_the_rest(tmp_path):
@@ -125,6 +125,35 @@ def test_ablation_table_reads_every_finished_arm_and_names_the_rest(tmp_path):
     assert os.path.getsize(os.path.join(root, "accuracy_vs_time.png")) > 1000
 
 
+def test_glue_card_sets_each_task_beside_the_paper_in_its_metric(tmp_path):
+    """The card reads each task's teacher and students in the paper's metric (MCC for CoLA, not
+    accuracy), averages the seeds, and says which tasks have not finished."""
+    root, glue = str(tmp_path / "card"), tmp_path / "glue"
+    fake_run(root, "teacher", 0.80, seconds=3600, under="CoLA", MCC=0.50)
+    for seed, (hard, tiny) in {42: (0.30, 0.44), 43: (0.34, 0.46), 44: (0.32, 0.45)}.items():
+        fake_run(root, f"hard_s{seed}", 0.70, seconds=600, under="CoLA", MCC=hard)
+        fake_run(root, f"tinybert_s{seed}_tmp", seconds=600, under="CoLA")
+        fake_run(root, f"tinybert_s{seed}", 0.75, seconds=300, under="CoLA", MCC=tiny)
+    fake_run(root, "teacher", 0.90, seconds=3600, under="SST-2")  # no students yet
+    (glue / "WNLI").mkdir(parents=True)
+    (glue / "WNLI" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n"
+                                           + "".join(f"{i}\ta\tb\t{int(i < 5)}\n" for i in range(8)))
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "summarize.py"), "--card", root,
+                           "--glue_dir", str(glue)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line}
+    cola = rows["CoLA"]
+    assert cola[1] == "MCC" and cola[2] == "50.0" and cola[3] == "32.0 (30.0, 34.0, 32.0)"
+    assert cola[4] == "45.0 (42: 44.0, 43: 46.0, 44: 45.0)" and cola[5] == "90.0%"
+    assert cola[6] == "52.1 → 44.1" and cola[7] == f"{44.1 / 52.1 * 100:.1f}%" and cola[8] == "yes"
+    assert rows["WNLI"][2] == "majority 62.5" and "SST-2" not in rows
+    assert "not finished yet: SST-2 (hard, tinybert); MRPC (teacher, hard, tinybert)" in done.stdout
+    # 1 h teacher + 3 x (10 + 10 + 5 min) students + the SST-2 teacher's hour
+    assert "3.2 CPU-hours" in done.stdout
+    assert os.path.getsize(os.path.join(root, "card.png")) > 1000
+
+
 def test_aug_examples_pair_each_sentence_with_its_first_variant(tmp_path):
     train = ["a fine and moving film about loss", "dull , dull , dull and long", "the cast is superb in every scene"]
     variants = {0: ["a good and moving film about loss", "a fine and touching film about loss"], 1: [], 2: ["the cast is great in every scene"]}
@@ -138,3 +167,38 @@ def test_aug_examples_pair_each_sentence_with_its_first_variant(tmp_path):
     assert sorted(pairs) == ["| a fine and moving film about loss | a good and moving film about loss |",
                              "| the cast is superb in every scene | the cast is great in every scene |"]
     assert "3 sentences, 6 rows in train_aug.tsv, 1.00 new sentences per sentence" in done.stdout
+
+
+def test_glue_card_script_runs_every_phase_and_a_rerun_only_continues(tmp_path, minilm_dir):
+    """experiments/glue_card.sh as a user runs it, on a tiny 6-layer teacher standing in for MiniLM,
+    a slice of RTE and a few corpus lines: general distillation, the teacher, both students, the card;
+    then the same command again, which finds everything done."""
+    from conftest import save_tiny_classifier, shared_path, write_task_slice
+    glue = tmp_path / "glue"
+    write_task_slice(glue / "RTE", shared_path("glue_data", "RTE"), 24, 16)
+    (glue / "WNLI").mkdir()
+    (glue / "WNLI" / "dev.tsv").write_text(open(shared_path("glue_data", "WNLI", "dev.tsv")).read())
+    corpus = tmp_path / "corpus.raw"
+    corpus.write_text("\n".join(open(shared_path("corpus", "wikitext-2-raw", "wiki.valid.raw")).read()
+                                .splitlines()[:200]) + "\n")
+    teacher = save_tiny_classifier(modeling, tmp_path / "minilm", os.path.join(minilm_dir, "vocab.txt"), layers=6,
+                                   hidden=48, num_attention_heads=12)  # the student has 12 heads, as MiniLM
+    env = dict(os.environ, GLUE_DIR=str(glue), CORPUS=str(corpus), OUT=str(tmp_path / "card"), TASKS="RTE",
+               SEEDS="42", MINILM=teacher, PY=sys.executable, THREADS="1", GD_EPOCHS="1",
+               TASK_ARGS="--max_train_examples 16 --num_train_epochs 1 --max_seq_length 32 --eval_batch_size 16",
+               GD_ARGS="--max_steps 2")
+    script = os.path.join(ROOT, "experiments", "glue_card.sh")
+    done = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    card = tmp_path / "card"
+    for run in ("general_tinybert_4L_312D", "RTE/teacher", "RTE/hard_s42", "RTE/tinybert_s42_tmp", "RTE/tinybert_s42"):
+        assert (card / run / ".complete").is_file(), run
+    for run in ("RTE/teacher", "RTE/hard_s42", "RTE/tinybert_s42"):
+        results = json.load(open(card / run / "results_eval.json"))
+        assert results["model_selection"] == "last" and results["num_examples"] == 16
+    assert json.load(open(card / "RTE/tinybert_s42/config.json"))["num_hidden_layers"] == 4
+    row = [line for line in open(card / "card.md").read().splitlines() if line.startswith("| RTE |")]
+    assert len(row) == 1 and "66.4 → 66.6" in row[0]
+    again = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count(": done") == 5 and "task_distill.py --" not in again.stdout

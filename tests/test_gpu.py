@@ -132,9 +132,15 @@ def assert_first_step_equal(cpu_out, gpu_out, terms):
         assert np.isclose(gpu[term], cpu[term], rtol=LOSS_RTOL, atol=1e-6), (term, gpu[term], cpu[term])
 
 
-def max_diff(a, b):
+# The attention key bias adds the same q . b_k to every score of a query, which softmax cancels: its
+# gradient is zero but for rounding, noise that AdamW (dividing by its tiny second moment) turns into
+# ~1e-5 steps. Two runs that agree everywhere else differ there, so comparisons of trained weights leave it out.
+ROUNDING_NOISE = ("attention.self.key.bias",)
+
+
+def max_diff(a, b, leave_out=ROUNDING_NOISE):
     assert a.keys() == b.keys()
-    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a if not k.endswith(leave_out))
 
 
 def dev_logits(model_dir, device):
@@ -294,38 +300,93 @@ def resume_weights(out):
     return checkpoint.load_state_dict(os.path.join(str(out), "resume"))
 
 
-@functools.lru_cache(maxsize=None)
-def fp16_runs():
-    """An uninterrupted --fp16 fine-tuning, and the same run killed after 5 steps and resumed."""
+def test_fp16_trains_and_resumes(tmp_path):
+    """task_distill.py --fp16, killed after 5 steps and resumed: the script's whole path in fp16."""
     needs_cuda()
-    root = os.path.join(assets()["root"], "fp16")
-    uninterrupted(os.path.join(root, "whole"), ["--fp16"])
-    resumed = killed_then_resumed(os.path.join(root, "run"), 5, ["--fp16"], ["--fp16"])
-    return root, resumed
-
-
-def test_fp16_trains_and_resumes():
-    root, resumed = fp16_runs()
+    resumed = killed_then_resumed(tmp_path / "run", 5, ["--fp16"], ["--fp16"])
     assert "resuming at epoch 0, batch 4, step 4" in resumed.stdout
-    rows = log_rows(os.path.join(root, "run"))
+    rows = log_rows(tmp_path / "run")
     assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12]  # 96 examples / 16 = 6 steps an epoch, 2 epochs
     assert all(np.isfinite(r["cls_loss"]) for r in rows)
-    assert max_diff(resume_weights(os.path.join(root, "run")), checkpoint.load_state_dict(assets()["teacher"])) > 1e-4
+    assert max_diff(resume_weights(tmp_path / "run"), checkpoint.load_state_dict(assets()["teacher"])) > 1e-4
 
 
-def test_fp16_resumed_run_equals_an_uninterrupted_one():
-    """Needs the gradient scaler's state (its scale) in resume/: a scaler restarted at its initial
-    scale skips, or scales differently, steps that the uninterrupted run took."""
-    root, _ = fp16_runs()
-    assert max_diff(resume_weights(os.path.join(root, "whole")), resume_weights(os.path.join(root, "run"))) < 1e-5
+FP16_STEPS, FP16_BATCH = 10, 16
+FP16_INIT_SCALE = 2.0 ** 22  # overflows fp16 gradients at first: the scaler must back off, skipping those steps
+
+
+def fp16_fit(out, crash_at=None, resume=False, drop_scaler_state=False):
+    """training.fit in fp16 on the GPU, in this process, from a loss scale too large to last; returns
+    (weights, final state, dtypes of the logits seen inside the loss). `crash_at`: the micro-batch
+    at which it dies; `drop_scaler_state`: resume as a fit that forgot the scaler's state would."""
+    import training
+    training.set_seed(0)
+    model = modeling.TinyBertForSequenceClassification.from_pretrained(assets()["teacher"], num_labels=2,
+                                                                       fit_size=None, verbose=False).to("cuda")
+    rng = np.random.default_rng(0)
+    ids = flow.tensor(rng.integers(5, model.config.vocab_size, size=(4 * FP16_BATCH, 24)), device="cuda")
+    labels = flow.tensor(rng.integers(0, 2, size=4 * FP16_BATCH), device="cuda")
+
+    def epochs(epoch):
+        order = np.random.default_rng([1, epoch]).permutation(len(labels))
+        rows = [order[i:i + FP16_BATCH] for i in range(0, len(order), FP16_BATCH)]
+        return training.Epoch(len(rows), lambda i: {"ids": ids[rows[i]], "labels": labels[rows[i]]})
+    seen = []
+
+    def loss_fn(batch):
+        if crash_at is not None and len(seen) + 1 == crash_at:
+            raise KeyboardInterrupt("crash")
+        logits = model(batch["ids"])[0]
+        seen.append(logits.dtype)
+        return {"loss": flow.nn.functional.cross_entropy(logits.float(), batch["labels"])}
+    if drop_scaler_state:
+        path = os.path.join(out, "resume", training.STATE_NAME)
+        state = json.load(open(path))
+        del state["scaler"]
+        json.dump(state, open(path, "w"))
+    optimizer = training.make_optimizer(model, 1e-3)
+    state = training.fit(model, epochs, loss_fn, optimizer, training.make_schedule(optimizer, FP16_STEPS), out,
+                         training.Plan(total_steps=FP16_STEPS, log_every=1, save_every=1),
+                         precision=training.MixedPrecision(True, "cuda", init_scale=FP16_INIT_SCALE), resume=resume,
+                         run_info={"test": "fp16"})
+    return model.numpy_state_dict(), state, seen
+
+
+def test_fp16_autocast_runs_and_a_resumed_run_keeps_the_loss_scale(tmp_path):
+    """Autocast was on (the logits came out in float16); the scaler backed off before the kill, and the
+    resumed run goes on from that scale, ending with the uninterrupted run's weights. A resume that
+    starts the scaler afresh skips steps again: another scale, other weights."""
+    needs_cuda()
+    whole, whole_state, seen = fp16_fit(str(tmp_path / "whole"))
+    assert set(seen) == {flow.float16}, seen
+    assert whole_state["scaler"]["scale"] < FP16_INIT_SCALE  # the backoff this test is about did happen
+    for name in ("run", "forgot"):
+        try:
+            fp16_fit(str(tmp_path / name), crash_at=7)  # six steps done and saved
+        except KeyboardInterrupt:
+            pass
+        else:
+            raise AssertionError("the run was meant to crash")
+    at_kill = json.load(open(tmp_path / "run" / "resume" / "state.json"))
+    assert at_kill["step"] == 6 and at_kill["scaler"]["scale"] < FP16_INIT_SCALE
+    resumed, resumed_state, _ = fp16_fit(str(tmp_path / "run"), resume=True)
+    assert resumed_state["scaler"]["scale"] == whole_state["scaler"]["scale"]
+    assert max_diff(whole, resumed) < 1e-6
+    forgot, forgot_state, _ = fp16_fit(str(tmp_path / "forgot"), resume=True, drop_scaler_state=True)
+    assert forgot_state["scaler"]["scale"] != whole_state["scaler"]["scale"] or max_diff(whole, forgot) > 1e-6
 
 
 def test_resume_with_dropout_on_the_gpu_equals_an_uninterrupted_run(tmp_path):
-    """Dropout on a GPU draws from the CUDA generator: resume/ must restore it as well as the CPU's."""
+    """Dropout on a GPU draws from the CUDA generator: resume/ must restore it as well as the CPU's.
+    Equal up to what two uninterrupted GPU runs differ by: fine-tuning trains through PyTorch's fused
+    attention, whose backward on CUDA (memory-efficient kernel, float mask) adds with atomics, in no
+    fixed order (docs/gpu.md). Dropout masks drawn afresh would differ by far more."""
     model = assets()["dropout"]
     uninterrupted(tmp_path / "whole", ["--gpu"], model)
+    uninterrupted(tmp_path / "again", ["--gpu"], model)
     killed_then_resumed(tmp_path / "run", 5, ["--gpu"], ["--gpu"], model)
-    assert max_diff(resume_weights(tmp_path / "whole"), resume_weights(tmp_path / "run")) < 1e-5
+    noise = max_diff(resume_weights(tmp_path / "whole"), resume_weights(tmp_path / "again"))
+    assert max_diff(resume_weights(tmp_path / "whole"), resume_weights(tmp_path / "run")) <= max(10 * noise, 1e-5)
 
 
 def test_a_run_killed_on_the_gpu_resumes_on_the_cpu(tmp_path):
@@ -343,10 +404,9 @@ def torchrun(nproc, *argv):
 
 
 def test_task_distill_under_torchrun(tmp_path):
-    """torchrun --nproc_per_node 1 gives the plain run's student (stage 1). A world of one makes no
-    process group (backend.distributed), so NCCL itself is reached only with two or more GPUs: then
-    two processes with half the batch each must give the one-process student (fine-tuning, whose
-    sentence-averaged loss splits exactly)."""
+    """torchrun --nproc_per_node 1 gives the plain run's student (stage 1): the launcher's environment
+    is read and the run's outputs are where a plain run puts them. A world of one makes no process
+    group (backend.distributed): NCCL is the next test's."""
     plain = run_script(script_argv(tmp_path / "plain", "--intermediate_distill", model=assets()["student"],
                                    epochs=1, eval_step=3) + ["--gpu"])
     assert plain.returncode == 0, plain.stderr[-3000:]
@@ -355,12 +415,20 @@ def test_task_distill_under_torchrun(tmp_path):
     assert one.returncode == 0, one.stderr[-3000:]
     assert "x 1 processes" in one.stdout
     assert max_diff(resume_weights(tmp_path / "plain"), resume_weights(tmp_path / "one")) < 1e-5
-    if not HAVE_CUDA or flow.cuda.device_count() < 2:
-        return
+
+
+def test_two_processes_over_nccl_give_the_one_process_model(tmp_path):
+    """Two processes with half the batch each, gradients averaged over NCCL, give the one-process
+    student (fine-tuning, whose sentence-averaged loss splits exactly)."""
+    gpus = flow.cuda.device_count() if HAVE_CUDA else 0
+    if gpus < 2 and not ON_CPU:
+        skip(f"needs two GPUs, this machine has {gpus}: NCCL is reached only with two processes")
     whole = uninterrupted(tmp_path / "whole", ["--gpu"])
     two = torchrun(2, *script_argv(tmp_path / "two", batch=8))
     assert two.returncode == 0, two.stderr[-3000:]
-    assert "batch 8 x 2 processes" in two.stdout and "cuda" in whole.stdout
+    assert "batch 8 x 2 processes" in two.stdout
+    if HAVE_CUDA:
+        assert "on cuda" in whole.stdout and "on cuda:0" in two.stdout
     assert max_diff(resume_weights(tmp_path / "whole"), resume_weights(tmp_path / "two")) < 1e-5
 
 

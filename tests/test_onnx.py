@@ -129,6 +129,7 @@ def test_task_distill_evaluates_an_onnx_file_as_its_model_directory(minilm_class
         assert results[name]["num_examples"] == 97
     d, fp32, int8 = results["dir"], results["fp32"], results["int8"]
     assert d["backend"] == "torch" and fp32["backend"] == int8["backend"] == "onnxruntime"
+    assert fp32["model_dir"] == os.path.relpath(exported[0]) and not os.path.isabs(d["model_dir"])  # nothing of /home
     for k in ("accuracy", "f_1", "MCC"):
         assert fp32[k] == pytest.approx(d[k], abs=1e-6), k
     assert 0.5 < d["accuracy"] < 1 and abs(int8["accuracy"] - d["accuracy"]) <= 0.05

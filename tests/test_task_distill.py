@@ -122,6 +122,27 @@ def test_prediction_distillation_runs_the_teacher_once_per_example(teacher, sst2
     assert sum(calls) == 3 * 96  # the reference runs the teacher at every step
 
 
+def test_sts_b_stage_2_learns_the_teacher_score_not_the_gold_one(vocab):
+    """A student equal to its teacher has nothing left to learn in stage 2, however far the gold
+    scores are; --reference_mode regresses on the gold scores as the reference code does."""
+    model = modeling.TinyBertForSequenceClassification(modeling.BertConfig(
+        vocab_size=sum(1 for _ in open(vocab)), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0), num_labels=1)
+    model.eval()
+    processor = task_distill.glue.get_processor("STS-B")
+    teacher = task_distill.Teacher(model, processor, "cpu")
+    flow = backend.framework("torch")
+    batch = {"input_ids": flow.tensor([[2, 7, 9, 3], [2, 11, 3, 0]]), "segment_ids": flow.zeros(2, 4, dtype=flow.int64),
+             "input_mask": flow.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": flow.tensor([4.5, 0.2])}
+    ours = task_distill.Losses(task_distill.Mode.STAGE2, model, teacher, is_regression=True)(batch)
+    assert float(ours["cls_loss"].detach()) == 0.0
+    gold = task_distill.Losses(task_distill.Mode.STAGE2, model, teacher, is_regression=True,
+                               recipe=task_distill.REFERENCE)(batch)
+    predicted = teacher(batch, need_internals=False)[0].reshape(-1).numpy()
+    assert float(gold["cls_loss"].detach()) == pytest.approx(float(np.mean((predicted - [4.5, 0.2]) ** 2)), rel=1e-5)
+    assert float(gold["cls_loss"].detach()) > 1.0
+
+
 def test_reference_mode_pads_to_max_seq_length(sst2, vocab):
     args = task_distill.parse_args(["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2,
                                     "--teacher_model", "t", "--student_model", "s", "--output_dir", "o"])
@@ -334,3 +355,28 @@ def test_do_predict_writes_the_benchmark_submission_file(teacher, tmp_path):
     logits, _ = task_distill.predict(model, features, 8, "cpu")
     assert [r.split("\t")[1] for r in rows[1:]] == [str(k) for k in logits.argmax(-1)]
     assert json.load(open(tmp_path / "out" / "results_eval.json"))["num_examples"] == 20
+
+
+def test_model_selection_last_keeps_the_final_model_not_the_best(teacher, sst2, vocab, tmp_path):
+    """--model_selection last: a fixed budget whose final weights are kept and reported. On this slice a
+    tiny student's dev accuracy does not rise above its first evaluation, so selecting on dev keeps
+    step 1, and keeping the last must keep step 9."""
+    init = save_tiny_classifier(modeling, tmp_path / "init", vocab, layers=2, hidden=24)
+    common = ["--finetune", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", init,
+              "--num_train_epochs", 3, "--eval_step", 1, "--learning_rate", 1e-3]
+    run(*common, "--output_dir", tmp_path / "best")
+    run(*common, "--output_dir", tmp_path / "last", "--model_selection", "last")
+    kept = {k: json.load(open(tmp_path / k / "state.json")) for k in ("best", "last")}
+    results = {k: json.load(open(tmp_path / k / "results_eval.json")) for k in ("best", "last")}
+    log = open(tmp_path / "last" / "train_log.csv").read().splitlines()
+    acc = [float(line.split(",")[log[0].split(",").index("dev_acc")]) for line in log[1:]]
+    assert len(acc) == 9 and max(acc) == acc[0]  # the premise: no later evaluation scores higher
+    assert kept["best"]["step"] == 1 and kept["last"]["step"] == 9
+    assert results["best"]["model_selection"] == "dev" and results["last"]["model_selection"] == "last"
+    assert results["last"]["accuracy"] == pytest.approx(acc[-1], abs=1e-6)
+    last_weights = checkpoint.load_state_dict(str(tmp_path / "last"))
+    final_weights = checkpoint.load_state_dict(str(tmp_path / "last" / "resume"))
+    assert all(np.array_equal(last_weights[k], final_weights[k]) for k in last_weights)
+    assert not np.array_equal(checkpoint.load_state_dict(str(tmp_path / "best"))["classifier.weight"],
+                              last_weights["classifier.weight"])
+    assert kept["last"]["run"]["model_selection"] == "last" and "model_selection" not in kept["best"]["run"]

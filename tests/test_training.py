@@ -2,12 +2,14 @@
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import backend
-from conftest import random_batch, tiny_config_dict
+from conftest import ROOT, random_batch, tiny_config_dict
 
 
 def _setup(name, seed=0, dropout=0.1):
@@ -113,6 +115,38 @@ def test_train_log_csv_and_plot_survive_resume(tmp_path):
     assert png.endswith("curves.png") and os.path.getsize(png) > 1000
 
 
+def test_curves_show_what_tells_something_in_a_grid(tmp_path):
+    t = backend.import_for("training", "torch")
+    finetune = t.TrainLog(str(tmp_path / "a"))
+    finetune.rows = [{"step": 1, "epoch": 0.1, "lr": 1e-4, "train_seconds": 3.0, "cls_loss": 0.7, "loss": 0.7,
+                      "examples_per_s": 90.0, "dev_acc": 0.8}]
+    assert finetune.panels() == ["lr", "cls_loss", "dev_acc"]  # loss is cls_loss again; time and speed rise flat
+    stage1 = t.TrainLog(str(tmp_path / "b"))
+    stage1.rows = [{"step": 1, "lr": 5e-5, "att_loss": 2.0, "rep_loss": 1.0, "loss": 3.0, "dev_att_loss": 2.1,
+                    "dev_rep_loss": 1.1, "dev_loss": 3.2}]
+    assert stage1.panels() == ["lr", "att_loss", "rep_loss", "loss", "dev_att_loss", "dev_rep_loss", "dev_loss"]
+    png = stage1.plot()
+    import matplotlib.image
+    height, width = matplotlib.image.imread(png).shape[:2]
+    assert width > height  # 3 columns of panels, not one tall column
+
+
+def test_train_log_rows_reach_tensorboard_and_a_resume_replaces_the_steps_it_repeats(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    t = backend.import_for("training", "torch")
+    log = t.TrainLog(str(tmp_path))
+    log.append(step=1, epoch=0.5, att_loss=2.5)
+    log.append(step=2, epoch=1.0, att_loss=1.25, dev_acc=0.5)
+    again = t.TrainLog(str(tmp_path))  # a resumed run at step 1 repeats step 2
+    again.truncate_after(1)
+    again.append(step=2, epoch=1.0, att_loss=1.0, dev_acc=0.75)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert sorted(events.Tags()["scalars"]) == ["dev/acc", "train/att_loss"]  # step and epoch are axes
+    assert [(e.step, e.value) for e in events.Scalars("train/att_loss")] == [(1, 2.5), (2, 1.0)]
+    assert [(e.step, e.value) for e in events.Scalars("dev/acc")] == [(2, 0.75)]
+
+
 def test_curves_are_redrawn_at_most_every_plot_every_s_and_at_the_end(tmp_path):
     t = backend.import_for("training", "torch")
     log = t.TrainLog(str(tmp_path))
@@ -170,7 +204,7 @@ def test_saving_into_a_run_directory_keeps_its_other_files(tmp_path):
 
 # -- fit(): the one loop every stage trains with ---------------------------------------------------
 def _fit_run(tmp_path, name, *, batch=8, grad_accum=1, steps=4, crash_at=None, resume=False, run_info=None,
-             eval_metrics=None, dropout=0.0):
+             eval_metrics=None, dropout=0.0, estimate_after=20):
     """A tiny classifier fitted on 32 fixed random examples through training.fit."""
     m, t, model, opt, _ = _setup("torch", dropout=dropout)
     torch = backend.framework("torch")
@@ -196,7 +230,7 @@ def _fit_run(tmp_path, name, *, batch=8, grad_accum=1, steps=4, crash_at=None, r
     eval_fn = (lambda: {"acc": next(scores)}) if eval_metrics else None
     sched = t.make_schedule(opt, steps, warmup_proportion=0.25)
     plan = t.Plan(total_steps=steps, eval_every=1 if eval_metrics else 0, log_every=1, save_every=1,
-                  grad_accum=grad_accum)
+                  grad_accum=grad_accum, estimate_after=estimate_after)
     state = t.fit(model, epochs, loss_fn, opt, sched, str(tmp_path / name), plan,
                   precision=t.MixedPrecision(False, "cpu"), eval_fn=eval_fn,
                   best_metric="acc" if eval_metrics else None, resume=resume, run_info=run_info or {"mode": "test"})
@@ -291,3 +325,21 @@ def test_gpu_generator_state_is_saved_restored_and_optional(monkeypatch, tmp_pat
     monkeypatch.setattr(backend, "cuda_rng", gpu)  # a CPU machine's checkpoint resumed on a GPU
     assert t.load_checkpoint(str(tmp_path / "cpu"), model, opt, sched) == {"step": 2}
     assert len(gpu.restored) == 1  # nothing to restore: the GPU generator stays as it is
+
+
+def test_the_run_states_its_cost_once_after_timing_a_few_steps(tmp_path, capsys):
+    t = backend.import_for("training", "torch")
+    _fit_run(tmp_path, "run", steps=8, estimate_after=3)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("estimate:")]
+    # timing starts after step 1 (warm-up), so the estimate comes after step 4 with 4 steps left
+    assert len(lines) == 1 and lines[0].startswith("estimate: 4 more steps at ") and "8 steps in all" in lines[0]
+    assert [t._duration(s) for s in (7, 95, 3725)] == ["7 s", "1 min 35 s", "1 h 02 min"]
+
+
+def test_writing_tensorboard_events_imports_no_tensorflow(tmp_path):
+    code = ("import sys, training; log = training.TrainLog(sys.argv[1]); log.append(step=1, loss=0.5); "
+            "print(sorted(m for m in ('tensorflow', 'torch', 'oneflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, BACKEND="torch"), check=True).stdout
+    assert out.strip().splitlines()[-1] == "['torch']"
+    assert len(os.listdir(tmp_path / "tensorboard")) == 1

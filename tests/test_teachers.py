@@ -1,0 +1,234 @@
+"""Teachers that are not this project's BERT (teachers.py): tiny random RoBERTa, XLM-R, ELECTRA,
+DeBERTa-v2, DistilBERT and ALBERT classifiers built with transformers (no download), each with a
+tokenizer of its family's kind (byte-level BPE, SentencePiece-style unigram, WordPiece), distilled
+through both stages of task_distill.py into a TinyBERT student that predict.py and transformers load."""
+import csv
+import os
+
+import numpy as np
+import pytest
+
+import checkpoint
+import glue
+import inference
+import make_student
+import task_distill
+import teachers
+from conftest import shared_path, write_task_slice
+from tiny_assets import demo_sentences, write_vocab
+
+import modeling  # bound to the torch backend (conftest sets BACKEND)
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+SHAPE = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=48,
+             max_position_embeddings=80)
+# model_type -> (tokenizer kind, extra config); the vocabulary size comes from the tokenizer
+ARCHITECTURES = {
+    "roberta": ("bpe", dict(type_vocab_size=1)),
+    "xlm-roberta": ("unigram-roberta", dict(type_vocab_size=1)),
+    "electra": ("wordpiece", dict(embedding_size=16)),
+    "deberta-v2": ("unigram-bert", dict(relative_attention=True, position_biased_input=False, type_vocab_size=0,
+                                        pos_att_type=["p2c", "c2p"], max_relative_positions=-1, position_buckets=16)),
+    "distilbert": ("wordpiece", dict()),
+    "albert": ("unigram-bert", dict(embedding_size=16)),
+}
+
+
+def write_tokenizer(kind, directory):
+    """A trained-on-the-demo tokenizer of `kind` in `directory`; returns (vocab size, pad id)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    if kind == "wordpiece":
+        path = write_vocab(directory)
+        return sum(1 for _ in open(path)), 0
+    texts = demo_sentences()
+    if kind == "bpe":
+        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+        tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
+                                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    else:
+        specials = (["<s>", "<pad>", "</s>", "<unk>", "<mask>"] if kind == "unigram-roberta"
+                    else ["[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]"])
+        tok = Tokenizer(models.Unigram())
+        tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+        tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=300, special_tokens=specials,
+                                                               unk_token=specials[3]))
+    cls_, pad, sep, unk, mask = specials
+    if kind == "unigram-bert":  # DeBERTa-v3 / ALBERT: [CLS] a [SEP] b [SEP], types 0 then 1
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls_} $A {sep}", pair=f"{cls_} $A {sep} $B:1 {sep}:1",
+            special_tokens=[(cls_, tok.token_to_id(cls_)), (sep, tok.token_to_id(sep))])
+        names = ["input_ids", "token_type_ids", "attention_mask"]
+    else:  # RoBERTa / XLM-R: <s> a </s></s> b </s>, no types
+        tok.post_processor = processors.RobertaProcessing((sep, tok.token_to_id(sep)), (cls_, tok.token_to_id(cls_)))
+        names = ["input_ids", "attention_mask"]
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, cls_token=cls_, sep_token=sep, pad_token=pad, unk_token=unk, mask_token=mask,
+        model_input_names=names)
+    fast.save_pretrained(str(directory))
+    return tok.get_vocab_size(), tok.token_to_id(pad)
+
+
+@pytest.fixture(scope="module")
+def sst2(tmp_path_factory):
+    return write_task_slice(tmp_path_factory.mktemp("data") / "SST-2", shared_path("glue_data", "SST-2"), 64, 32)
+
+
+def write_teacher(model_type, directory):
+    """A random (but complete: classifier included) transformers classifier and its tokenizer."""
+    import torch
+    kind, extra = ARCHITECTURES[model_type]
+    vocab, pad = write_tokenizer(kind, directory)
+    shape = dict(SHAPE)
+    if model_type == "distilbert":
+        shape = dict(dim=32, n_layers=3, n_heads=4, hidden_dim=48, max_position_embeddings=80)
+    config = transformers.AutoConfig.for_model(model_type, vocab_size=vocab, pad_token_id=pad, num_labels=2,
+                                               **shape, **extra)
+    torch.manual_seed(0)
+    transformers.AutoModelForSequenceClassification.from_config(config).save_pretrained(str(directory))
+    return str(directory)
+
+
+def log_rows(run_dir):
+    with open(os.path.join(run_dir, "train_log.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("model_type", list(ARCHITECTURES))
+def test_any_transformers_teacher_distils_through_both_stages(model_type, sst2, tmp_path, capsys):
+    teacher = write_teacher(model_type, tmp_path / "teacher")
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", teacher, "--output_dir", student, "--num_hidden_layers", "2",
+                       "--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32"])
+    common = ["--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher, "--max_seq_length", "32",
+              "--train_batch_size", "16", "--seed", "1"]
+    task_distill.main(common + ["--intermediate_distill", "--student_model", student, "--output_dir",
+                                str(tmp_path / "s1"), "--num_train_epochs", "4", "--learning_rate", "3e-3"])
+    printed = capsys.readouterr().out
+    # 3 teacher layers, 2 student layers: evenly spaced; heads 4 vs 2 -> the head-free KL
+    assert "layer map (student->teacher): emb->emb, 1->2, 2->3; att_loss kl" in printed
+    rows = log_rows(tmp_path / "s1")
+    for term in ("dev_att_loss", "dev_rep_loss"):
+        first, last = float(rows[0][term]), float(rows[-1][term])
+        assert last < 0.9 * first, (term, first, last)
+    task_distill.main(common + ["--pred_distill", "--student_model", str(tmp_path / "s1"), "--output_dir",
+                                str(tmp_path / "s2"), "--num_train_epochs", "3", "--learning_rate", "3e-3"])
+    rows = log_rows(tmp_path / "s2")
+    assert float(rows[-1]["cls_loss"]) < float(rows[0]["cls_loss"])
+
+    # the student carries the teacher's tokenizer and is read alike by predict.py's loader and transformers
+    out = str(tmp_path / "s2")
+    served = inference.load_student(out, "torch")
+    reference = transformers.AutoTokenizer.from_pretrained(teacher) if not os.path.isfile(
+        os.path.join(teacher, "vocab.txt")) else None
+    if reference is not None:
+        assert served.tokenizer.get_vocab() == reference.get_vocab()
+    examples = [glue.InputExample("1", "a gripping , funny film", None, None),
+                glue.InputExample("2", "dull", "not worth it", None)]
+    ours = inference.predict_examples(served.runner, examples, served.tokenizer, 32)[0]
+    pipe = transformers.pipeline("text-classification", model=out, tokenizer=out, top_k=None)
+    theirs = pipe([{"text": "a gripping , funny film"}, {"text": "dull", "text_pair": "not worth it"}],
+                  function_to_apply="none")
+    theirs = np.array([[d["score"] for d in sorted(r, key=lambda d: d["label"])] for r in theirs])
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_pair_layout_follows_the_teacher_tokenizer(tmp_path):
+    """RoBERTa's <s> a </s></s> b </s> without token types; DeBERTa's [CLS] a [SEP] b [SEP] with types:
+    the features are what the tokenizer itself gives for the pair."""
+    for kind in ("bpe", "unigram-bert"):
+        write_tokenizer(kind, tmp_path / kind)
+        tok = checkpoint.load_tokenizer(str(tmp_path / kind))
+        feats = glue.convert_examples_to_features([glue.InputExample("1", "good film", "bad plot", None)], tok, 40,
+                                                  [None])
+        own = tok("good film", "bad plot")
+        n = len(own["input_ids"])
+        assert feats.input_ids[0, :n].tolist() == own["input_ids"] and feats.input_mask[0].sum() == n
+        assert feats.segment_ids[0, :n].tolist() == own.get("token_type_ids", [0] * n)
+        assert (kind == "bpe") == ("token_type_ids" not in own)
+
+
+def test_minilm_through_transformers_gives_the_losses_of_modeling_py(minilm_dir, tmp_path):
+    """all-MiniLM-L6-v2 (real weights) as a teacher read by modeling.py and by transformers' Auto
+    classes: with the same attention quantity (scores rebuilt from the hooked projections, or the
+    probabilities for the KL) both give the same stage-1 and stage-2 losses."""
+    import torch
+    from conftest import ROOT
+    base = modeling.TinyBertForSequenceClassification.from_pretrained(minilm_dir, num_labels=2, fit_size=384)
+    teacher_dir = str(tmp_path / "teacher")
+    base.save_pretrained(teacher_dir, exclude=("fit_dense.",))  # one classifier for both readers
+    processor = glue.get_processor("SST-2")
+    tokenizer = checkpoint.load_tokenizer(teacher_dir)
+    examples = processor.read_examples(os.path.join(ROOT, "data", "demo", "SST-2"), "dev")[:12]
+    feats = glue.convert_examples_to_features(examples, tokenizer, 40, processor)
+    batch = task_distill.to_tensors(feats, np.arange(len(feats)), int(feats.lengths.max()), "cpu")
+    torch.manual_seed(0)
+    student = modeling.TinyBertForSequenceClassification(
+        modeling.BertConfig(vocab_size=30522, hidden_size=48, num_hidden_layers=3, num_attention_heads=12,
+                            intermediate_size=64), num_labels=2, fit_size=384).eval()
+    results = {}
+    for through in ("modeling", "transformers"):
+        model = teachers.load_teacher(teacher_dir, 2, "cpu", modeling, through=through)
+        teacher = task_distill.Teacher(model, processor, "cpu")
+        for att in ("mse", "kl"):
+            matching = task_distill.make_teacher(model, student, processor, "cpu", att_loss=att)[1]
+            assert matching.layer_map == [2, 4, 6] and matching.att_loss_name == att
+            with torch.no_grad():
+                one = task_distill.Losses(task_distill.Mode.STAGE1, student, teacher, matching)(batch)
+                two = task_distill.Losses(task_distill.Mode.STAGE2, student, teacher, matching)(batch)
+            results[through, att] = {k: float(v) for k, v in {**one, "cls_loss": two["cls_loss"]}.items()}
+    assert isinstance(model, teachers.AutoClassifier) and model.scores
+    for att in ("mse", "kl"):
+        ours, auto = results["modeling", att], results["transformers", att]
+        assert set(ours) == {"att_loss", "rep_loss", "cls_loss", "loss"}
+        for term in ours:
+            assert auto[term] == pytest.approx(ours[term], abs=1e-5), (att, term)
+        assert ours["att_loss"] > 1e-3 and ours["rep_loss"] > 1e-3  # a random student: values that could differ
+
+
+def test_teacher_fine_tuning_takes_a_transformers_directory(sst2, tmp_path):
+    """--finetune on a RoBERTa directory trains it as it is and writes it in transformers' layout
+    (with its tokenizer and the task's labels), which then loads as a teacher and in --do_eval."""
+    import torch
+    init = write_teacher("roberta", tmp_path / "init")
+    out = str(tmp_path / "ft")
+    task_distill.main(["--finetune", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", init,
+                       "--output_dir", out, "--num_train_epochs", "2", "--learning_rate", "1e-3",
+                       "--max_seq_length", "32", "--model_selection", "last"])
+    rows = log_rows(out)
+    assert len(rows) == 2 and float(rows[-1]["cls_loss"]) < float(rows[0]["cls_loss"])
+    assert teachers.model_type(out) == "roberta" and os.path.isfile(os.path.join(out, "tokenizer.json"))
+    trained = teachers.load_teacher(out, 2, "cpu", modeling)
+    before = teachers.load_teacher(init, 2, "cpu", modeling)
+    assert trained.config.extra["id2label"] == {"0": "0", "1": "1"}
+    ids = torch.tensor([[0, 5, 6, 7, 2]])
+    with torch.no_grad():
+        assert not torch.allclose(trained(ids, None, torch.ones_like(ids))[0], before(ids, None, torch.ones_like(ids))[0])
+    results = task_distill.main(["--do_eval", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", out,
+                                 "--output_dir", str(tmp_path / "eval"), "--max_seq_length", "32"])
+    assert results["num_examples"] == 32 and "accuracy" in results
+
+
+def test_a_bpe_student_exports_to_onnx_with_its_tokenizer(sst2, tmp_path):
+    """export_onnx.py carries tokenizer.json in the file's metadata: the .onnx alone tokenizes as the
+    student directory does and gives its logits."""
+    pytest.importorskip("onnxruntime")
+    import export_onnx
+    teacher = write_teacher("roberta", tmp_path / "teacher")
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", teacher, "--output_dir", student, "--num_hidden_layers", "2",
+                       "--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32"])
+    out = str(tmp_path / "s2")
+    task_distill.main(["--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
+                       "--student_model", student, "--output_dir", out, "--num_train_epochs", "1",
+                       "--max_seq_length", "32"])
+    onnx_path = str(tmp_path / "student.onnx")
+    export_onnx.main(["--model", out, "--output", onnx_path])
+    served, exported = inference.load_student(out, "torch"), inference.load_student(onnx_path)
+    assert exported.tokenizer.get_vocab() == served.tokenizer.get_vocab()
+    examples = [glue.InputExample("1", "a gripping , funny film", "dull", None)]
+    np.testing.assert_allclose(inference.predict_examples(exported.runner, examples, exported.tokenizer, 32)[0],
+                               inference.predict_examples(served.runner, examples, served.tokenizer, 32)[0], atol=1e-4)
