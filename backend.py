@@ -31,6 +31,7 @@ idle threads sleep instead of spinning on the core that OneFlow's single-threade
 """
 import argparse
 import atexit
+import contextlib
 import ctypes
 import glob
 import hashlib
@@ -38,8 +39,10 @@ import importlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 
@@ -52,6 +55,20 @@ _frameworks = {}    # name -> imported module
 
 class BackendError(ValueError):
     pass
+
+
+class BackendUnavailable(ImportError):
+    """The backend asked for (or the default) cannot be imported in this Python."""
+
+
+def _unavailable_hook(kind, error, tb, previous=sys.excepthook):
+    """An uncaught BackendUnavailable ends the script as cli.run ends a user error: one line, status 2."""
+    import cli
+    if not issubclass(kind, BackendUnavailable) or cli.debug_wanted(sys.argv):
+        return previous(kind, error, tb)
+    print(f"error: {cli.error_line(error)}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(cli.EXIT_USER_ERROR)
 
 
 def _check(name):
@@ -171,6 +188,20 @@ def _tune_oneflow_cpu():
                        calls=interposer.tinybert_sgemm_calls)
 
 
+@contextlib.contextmanager
+def _keep_sigint_handler():
+    """OneFlow's import puts a handler of its own on SIGINT, which ends the process at Ctrl-C without a word;
+    Python's, put back, raises KeyboardInterrupt, which training.fit turns into the step reached and the
+    command to continue."""
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 # OneFlow 0.9's CUDA stream turns on TF32 tensor-core math for every fp32 matrix product on Ampere and
 # later unless this variable says no (liboneflow reads it, default true). TF32 keeps 10 bits of mantissa:
 # OneFlow's GPU logits would then differ from torch's (which leaves TF32 off for matrix products) and
@@ -194,12 +225,16 @@ def framework(backend_name=None):
             _oneflow_gpu_defaults()
             _tune_oneflow_cpu()
             try:
-                _frameworks[backend_name] = importlib.import_module("oneflow")
+                with _keep_sigint_handler():
+                    _frameworks[backend_name] = importlib.import_module("oneflow")
             except ImportError as e:
-                raise ImportError(
+                # raised while a stage script imports its modules, before cli.run can catch it: the hook
+                # turns it into one line there too
+                sys.excepthook = _unavailable_hook
+                raise BackendUnavailable(
                     f"could not import oneflow ({e}). OneFlow 0.9.0 needs Python <= 3.10, numpy < 2 and the "
                     "nvidia-cudnn-cu11 / nvidia-cublas-cu11 wheels: run `bash setup_env.sh` and use .venv/bin/python, "
-                    "or pass --backend torch") from e
+                    "or pass --backend torch (BACKEND=torch for the run_*.sh wrappers)") from e
         else:
             _frameworks[backend_name] = importlib.import_module("torch")
     return _frameworks[backend_name]

@@ -12,6 +12,7 @@ file: pickles (oneflow.save's, torch.save's) are read with only the few globals 
 import collections
 import contextlib
 import glob
+import hashlib
 import json
 import math
 import os
@@ -988,6 +989,32 @@ def _finish_swap(directory):
             shutil.rmtree(old, ignore_errors=True)
     for tmp in glob.glob(os.path.join(glob.escape(parent), glob.escape(base) + ".tmp-*")):
         shutil.rmtree(tmp, ignore_errors=True) if os.path.isdir(tmp) else os.remove(tmp)
+
+
+# What a training run writes beside its model (training.py); not part of what the model is.
+RUN_FILES = ("resume", "train_log.csv", "curves.png", "results_eval.json", "state.json", "run.json",
+             "general_distill_args.json", "tensorboard")
+
+
+def model_fingerprint(model_dir):
+    """sha256 over the files that make up a model directory (config, vocabulary, weights in any format),
+    with their relative paths; what a run writes beside its model (RUN_FILES) is left out. A resumed
+    run compares it to tell whether the model it started from is still the same."""
+    digest = hashlib.sha256()
+    root = resolve_model_dir(model_dir)
+    for folder, dirs, files in os.walk(root):
+        if folder == root:
+            dirs[:] = [d for d in dirs if d not in RUN_FILES]
+        dirs.sort()
+        for name in sorted(files):
+            if folder == root and name in RUN_FILES:
+                continue
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

@@ -39,10 +39,10 @@ def run(main, *user_errors, argv=None):
             traceback.print_exc()
         print(f"error: {error_line(e)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # training.fit adds the step reached and the command to continue
         if debug:
             traceback.print_exc()
-        print("interrupted", file=sys.stderr)
+        print("interrupted" + (f" {e}" if str(e) else ""), file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(result if isinstance(result, int) and not isinstance(result, bool) else 0)
 

@@ -221,8 +221,14 @@ def make_student(student_model, teacher_config, resume_dir=None, student_layers=
     return modeling.TinyBertForPreTraining(config, fit_size=fit_size)
 
 
+class Teacher(modeling.BertModel):
+    """The teacher's encoder: its hidden states and attention scores are all general distillation uses,
+    so a checkpoint without a pooler (transformers' BertForMaskedLM saves none) is taken as it is."""
+    optional_prefixes = ("bert.pooler.",)
+
+
 def load_teacher(teacher_dir, device):
-    teacher = modeling.BertModel.from_pretrained(teacher_dir).to(device)
+    teacher = Teacher.from_pretrained(teacher_dir).to(device)
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -311,7 +317,11 @@ def main(argv=None):
         DistillLosses(teacher, dist.wrap(student), layer_map), optimizer, scheduler, args.output_dir, plan,
         precision=training.MixedPrecision(False, device, args.max_grad_norm), resume=args.resume,
         run_info={"mode": "general_distill", "layer_map": layer_map, "processes": dist.world,
-                  "batch": args.train_batch_size * pieces},
+                  "batch": args.train_batch_size * pieces, "learning_rate": args.learning_rate,
+                  "epochs": args.num_train_epochs, "data": os.path.abspath(args.pregenerated_data),
+                  "teacher_model": {"path": os.path.abspath(teacher_dir),
+                                    "sha256": checkpoint.model_fingerprint(teacher_dir)},
+                  "student_model": args.student_model},
         vocab_file=checkpoint.find_vocab(teacher_dir), desc="general distillation", dist=dist)
     if dist.is_main:
         print(f"general TinyBERT saved in {args.output_dir} (step {state['step']} of {total_steps})")

@@ -77,6 +77,11 @@ class Processor:
         return len(self.labels)
 
     @property
+    def default_max_seq_length(self):
+        """The reference's length: 64 tokens for a single sentence, 128 for a pair."""
+        return 128 if len(self.text_columns) > 1 else 64
+
+    @property
     def splits(self):
         return list(self.split_files)
 
@@ -584,8 +589,9 @@ def _read_checked(split_dir, processor, split, max_seq_length):
 def load_features(path, task, split="train", tokenizer=None, max_seq_length=None, skip_bad_rows=False):
     """Features of `split` from a tsv task directory, an OFRecord task directory or an OFRecord split directory.
 
-    `tokenizer` (a tokenizer or a model directory) and `max_seq_length` are needed for tsv input; for
-    OFRecord input, a given max_seq_length must match the files'.
+    `tokenizer` (a tokenizer or a model directory) is needed for tsv input, cut to `max_seq_length` tokens
+    (None: the task's default); OFRecord files keep the length they were written with, which a given
+    max_seq_length must match.
     """
     processor = get_processor(task)
     record_dir = os.path.join(path, processor.record_dir_name(split))
@@ -595,8 +601,9 @@ def load_features(path, task, split="train", tokenizer=None, max_seq_length=None
     if not os.path.isfile(processor.split_path(path, split)):
         raise GlueDataError(f"{path}: neither {processor.split_files[split][0]} nor OFRecord part files "
                             f"(in {path} or {record_dir})")
-    if tokenizer is None or max_seq_length is None:
-        raise GlueDataError(f"{processor.split_path(path, split)}: tsv input needs a tokenizer and max_seq_length")
+    if tokenizer is None:
+        raise GlueDataError(f"{processor.split_path(path, split)}: tsv input needs a tokenizer")
+    max_seq_length = max_seq_length or processor.default_max_seq_length
     if isinstance(tokenizer, str):
         tokenizer = checkpoint.load_tokenizer(tokenizer)
     examples = processor.read_examples(path, split, skip_bad_rows=skip_bad_rows)

@@ -1,7 +1,7 @@
 """GLUE tsv -> OFRecord: OUTPUT_DIR/<TASK>/{train,train_aug,eval,test}/<split>.of_record-<i>, as the original.
 
     python glue_process.py --glue_dir data/glue_data --output_dir data/glue_ofrecord --tasks SST-2,RTE \
-        --model_dir models/bert-base-uncased --max_seq_length 128
+        --model_dir models/bert-base-uncased
 
 The model directory gives vocab.txt and the casing. With --splits auto (the default), every split whose
 tsv file is there is written (MNLI: the mismatched dev/test too); a listed split that is missing is an error.
@@ -34,7 +34,8 @@ def process_task(task, args, tokenizer):
         raise glue.GlueDataError(f"{data_dir}: none of {files}")
     for split in splits:
         examples = processor.read_examples(data_dir, split, skip_bad_rows=args.skip_bad_rows)
-        features = glue.convert_examples_to_features(examples, tokenizer, args.max_seq_length, processor)
+        features = glue.convert_examples_to_features(examples, tokenizer,
+                                                     args.max_seq_length or processor.default_max_seq_length, processor)
         out = os.path.join(args.output_dir, processor.dir_name, processor.record_dir_name(split))
         glue.write_ofrecord(features, out, num_parts=args.num_parts)
         print(f"{processor.dir_name} {split}: {len(features)} records ({features.num_truncated} truncated) -> {out}")
@@ -48,7 +49,8 @@ def build_parser():
     p.add_argument("--model_dir", required=True, help="model directory with the vocab.txt to tokenize with")
     p.add_argument("--do_lower_case", choices=["auto", "true", "false"], default="auto",
                    help="auto: as the model directory says (or its vocabulary implies)")
-    p.add_argument("--max_seq_length", type=int, default=128)
+    p.add_argument("--max_seq_length", type=int,
+                   help="default: the task's (64 for single-sentence tasks, 128 for pairs), as the training stages")
     p.add_argument("--splits", default="auto", help="auto, or a comma list of train,train_aug,dev,test,...")
     p.add_argument("--num_parts", type=int, default=1, help="part files per split")
     p.add_argument("--skip_bad_rows", action="store_true", help="skip malformed rows (counted) instead of stopping")

@@ -520,9 +520,11 @@ def main(argv=None):
         print(f"{' '.join(files)}: {len(index)} documents, {index.num_sentences} sentences, "
               f"{int(index.doc_token_starts[-1])} tokens")
         if len(index) < 2:
-            raise ValueError(f"{' '.join(files)}: {len(index)} document(s); random next sentences need at least two. "
-                             "Separate documents with blank lines (or pass --corpus_format wikitext for "
-                             "WikiText files).")
+            other = ("--corpus_format lines (CORPUS_FORMAT=lines) if it is not WikiText"
+                     if args.corpus_format == "wikitext" else
+                     "--corpus_format wikitext (CORPUS_FORMAT=wikitext) for WikiText files")
+            raise ValueError(f"{' '.join(files)}: {len(index)} document(s) read as {args.corpus_format}; random next "
+                             f"sentences need at least two. Separate documents with blank lines, or pass {other}")
         for epoch in range(args.epochs_to_generate):
             count = write_epoch(index, epoch, args, workers)
             print(f"{args.output_dir}/epoch_{epoch}.json: {count} instances")

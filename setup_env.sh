@@ -7,7 +7,8 @@
 #                                         requirements-torch.txt (no OneFlow, no TensorFlow)
 #
 # VENV=DIR: another place than .venv (e.g. VENV=.venv-torch BACKENDS=torch for a second environment).
-# PYTHON=python3.12: the interpreter of a torch-only venv (default: python3 on PATH, if >= 3.10).
+# BASE_PYTHON=python3.12: the interpreter of a torch-only venv (default: python3 on PATH, if >= 3.10).
+#   (Not PYTHON: to the run_*.sh wrappers PYTHON is the interpreter that runs the scripts, see docs/wrappers.md.)
 # TORCH_SPEC: pip arguments installed before the rest: a torch build PyPI's default does not give, e.g.
 #   "torch --index-url https://download.pytorch.org/whl/cu126" (CUDA 12.6, for NVIDIA drivers older than
 #   the 580 that PyPI's CUDA 13 build needs; docs/gpu.md) or ".../whl/cpu" (CPU only: a 0.18 GiB wheel
@@ -60,9 +61,9 @@ find_python310() {
   return 1
 }
 
-find_python() {  # the torch-only venv: $PYTHON, else the first python3 >= 3.10 found
+find_python() {  # the torch-only venv: $BASE_PYTHON, else the first python3 >= 3.10 found
   local c
-  for c in "${PYTHON:-}" python3 python3.13 python3.12 python3.11 python3.10; do
+  for c in "${BASE_PYTHON:-}" python3 python3.13 python3.12 python3.11 python3.10; do
     [ -n "$c" ] || continue
     if command -v "$c" >/dev/null 2>&1 && python_ok "$c" 10; then
       command -v "$c"; return 0
@@ -81,8 +82,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     }
   else
     py=$(find_python) || {
-      echo "setup_env.sh: no Python >= 3.10 found${PYTHON:+ (PYTHON=$PYTHON is not one)};" \
-           "set PYTHON=/path/to/python3" >&2
+      echo "setup_env.sh: no Python >= 3.10 found${BASE_PYTHON:+ (BASE_PYTHON=$BASE_PYTHON is not one)};" \
+           "set BASE_PYTHON=/path/to/python3" >&2
       exit 1
     }
   fi

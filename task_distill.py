@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import enum
 import functools
+import hashlib
 import json
 import os
 import time
@@ -124,7 +125,8 @@ def parse_args(argv=None):
                       help="write the GLUE benchmark's submission files (SST-2.tsv, MNLI-m.tsv, ...) for the task's "
                            "test split into OUTPUT_DIR (with --do_eval, or alone)")
     p.add_argument("--aug_train", action="store_true", help="train on the train_aug split (data augmentation)")
-    p.add_argument("--max_seq_length", type=int, default=64)
+    p.add_argument("--max_seq_length", type=int,
+                   help="default: the length of OFRecord input, else the task's (64 single sentences, 128 pairs)")
     p.add_argument("--train_batch_size", type=int, default=32, help="examples per micro-batch (per process)")
     p.add_argument("--gradient_accumulation_steps", type=int, default=1,
                    help="micro-batches per weight update: the batch of one update is train_batch_size x this")
@@ -180,7 +182,7 @@ def _check_args(parser, args):
     if args.mode.needs_teacher and not args.teacher_model:
         parser.error("distillation needs --teacher_model")
     for flag in ("train_batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_seq_length"):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     task = glue.get_processor(args.task_name).task
     lr, epochs, wd = TASK_DEFAULTS[task]
@@ -496,6 +498,24 @@ def make_plan(global_batches, grad_accum, epochs, eval_step):
                          grad_accum=grad_accum)
 
 
+def run_record(args, train_data, world, pieces):
+    """What a run is made from, kept with it: --resume continues only a run made from the same models
+    (path and content), data (where, which split, and the examples themselves) and settings."""
+    def model(path):
+        return {"path": os.path.abspath(path), "sha256": checkpoint.model_fingerprint(path)} if path else None
+    examples = hashlib.sha256()
+    for array in (train_data.input_ids, train_data.segment_ids, train_data.label_ids):
+        examples.update(np.ascontiguousarray(array).tobytes())
+    return {"mode": args.mode.value, "task": glue.get_processor(args.task_name).task,
+            "student_model": model(args.student_model),
+            "teacher_model": model(args.teacher_model) if args.mode.needs_teacher else None,
+            "data": {"path": os.path.abspath(args.train_data or args.data_dir),
+                     "split": "train_aug" if args.aug_train else "train", "examples": len(train_data),
+                     "sha256": examples.hexdigest()},
+            "learning_rate": args.learning_rate, "epochs": args.num_train_epochs,
+            "processes": world, "batch": args.train_batch_size * pieces}
+
+
 def main(argv=None):
     args = parse_args(argv)
     training.set_seed(args.seed)
@@ -514,7 +534,8 @@ def main(argv=None):
                                                                   dev, args.eval_batch_size))
         if args.do_predict:
             paths = glue.write_submissions(args.task_name, args.data_dir, args.output_dir, lambda examples: (
-                inference.predict_examples(evaluated.runner, examples, evaluated.tokenizer, args.max_seq_length,
+                inference.predict_examples(evaluated.runner, examples, evaluated.tokenizer,
+                                           args.max_seq_length or processor.default_max_seq_length,
                                            args.eval_batch_size)[0]))
             print("wrote " + ", ".join(paths))
         return results
@@ -546,8 +567,8 @@ def main(argv=None):
     # the reference trains stage 1 at a constant rate, stage 2 and fine-tuning with linear warm-up
     scheduler = training.make_schedule(optimizer, plan.total_steps, args.warmup_proportion,
                                        "constant" if mode is Mode.STAGE1 else "linear")
-    run_info = {"mode": mode.value, "processes": dist.world, "batch": args.train_batch_size * pieces}
-    if mode.scored and not keep_best:  # recorded only when not the default, so older runs still resume
+    run_info = run_record(args, train_data, dist.world, pieces)
+    if mode.scored and not keep_best:  # recorded only when not the default
         run_info["model_selection"] = args.selection.value
     student.train()
     state = training.fit(
@@ -560,7 +581,7 @@ def main(argv=None):
         resume=args.resume, keep_resume=not args.serve_for_online,
         run_info=run_info,
         exclude=("fit_dense.",) if args.serve_for_online else (), desc=mode.value, dist=dist)
-    if not dist.is_main:
+    if not dist.is_main or state.get("finished_before"):
         return state
     if mode.scored:
         best = teachers.load_classifier(args.output_dir, processor.num_labels, modeling, fit_size=None,

@@ -12,8 +12,10 @@ import json
 import math
 import os
 import random
+import shlex
 import shutil
 import socket
+import sys
 import time
 from dataclasses import dataclass
 
@@ -27,6 +29,8 @@ flow = backend.framework()
 
 NO_DECAY = ("bias", "LayerNorm.weight")
 STATE_NAME = "state.json"
+RUN_NAME = "run.json"  # in the output directory: what the run was made from, and whether it finished
+CONTINUE_ENV = "TINYBERT_CONTINUE_WITH"  # a wrapper's own command to continue (scripts_common.sh)
 
 
 def set_seed(seed):
@@ -198,7 +202,8 @@ def prepare_output_dir(directory, overwrite=False, resume=False):
     """Refuse a non-empty output directory unless the user said --overwrite (or is resuming into it)."""
     if os.path.isdir(directory) and os.listdir(directory) and not (overwrite or resume):
         raise FileExistsError(f"output directory {directory} is not empty: pass --overwrite to replace "
-                              "its contents, or --resume to continue the run it holds")
+                              "its contents, or --resume to continue the run it holds (the run_*.sh wrappers: "
+                              "OVERWRITE=yes, or RESUME=yes)")
     os.makedirs(directory, exist_ok=True)
     return directory
 
@@ -262,10 +267,20 @@ def fit(model, batches, loss_fn, optimizer, scheduler, out_dir, plan, *, precisi
     """
     dist = dist or backend.Distributed(flow)
     run = _Run(model, optimizer, scheduler, out_dir, plan, precision, best_metric, run_info or {},
-               vocab_file, exclude, dist)
-    run.start(resume)
-    bar = tqdm(total=plan.total_steps, initial=run.state["step"], desc=desc, unit="step", dynamic_ncols=True,
-               disable=not dist.is_main or None)
+               vocab_file, exclude, dist, desc)
+    if run.start(resume) == "finished":
+        return run.state
+    try:
+        _train(run, batches, loss_fn, plan, precision, model, optimizer, scheduler, eval_fn)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(run.how_to_continue()) from None
+    run.finish(keep_resume)
+    return run.state
+
+
+def _train(run, batches, loss_fn, plan, precision, model, optimizer, scheduler, eval_fn):
+    bar = tqdm(total=plan.total_steps, initial=run.state["step"], desc=run.desc, unit="step", dynamic_ncols=True,
+               disable=not run.dist.is_main or None)
     while run.state["step"] < plan.total_steps:
         epoch = batches(run.state["epoch"])
         if len(epoch) == 0:
@@ -293,8 +308,6 @@ def fit(model, batches, loss_fn, optimizer, scheduler, out_dir, plan, *, precisi
         else:
             run.state.update(epoch=run.state["epoch"] + 1, batch=0)
     bar.close()
-    run.finish(keep_resume)
-    return run.state
 
 
 def _batch_size(batch):
@@ -327,8 +340,9 @@ class _Run:
     """fit()'s bookkeeping: where the run stands, the log, and the checkpoints."""
 
     def __init__(self, model, optimizer, scheduler, out_dir, plan, precision, best_metric, run_info,
-                 vocab_file, exclude, dist):
+                 vocab_file, exclude, dist, desc="train"):
         self.model, self.optimizer, self.scheduler, self.plan, self.dist = model, optimizer, scheduler, plan, dist
+        self.desc, self.saved_step = desc, None
         self.out_dir, self.resume_dir = out_dir, os.path.join(out_dir, RESUME_DIR)
         self.precision, self.best_metric, self.run_info = precision, best_metric, run_info
         self.vocab_file, self.exclude = vocab_file, exclude
@@ -343,16 +357,24 @@ class _Run:
         self.timed_from = None  # (step, busy seconds) where this process started timing its steps
 
     def start(self, resume):
+        """Start afresh, or (resume) continue the run in out_dir; "finished" when that run had ended."""
         os.makedirs(self.out_dir, exist_ok=True)
         if self.dist.is_main:  # a crash may have cut a checkpoint's swap short, or left temporaries
             checkpoint.recover_interrupted_writes(self.out_dir)
         self.dist.barrier()  # the other ranks read resume/ only once it is whole
+        record = read_run_record(self.out_dir) if resume else None
+        if record is not None:
+            check_same_run(self.out_dir, record.get("run"), self.run_info)
+            if record.get("finished") and record.get("step", 0) >= self.plan.total_steps:
+                self.state.update(step=record.get("step", 0), finished_before=True)
+                if self.dist.is_main:
+                    print(f"{self.out_dir} already holds this run, finished at step {self.state['step']}: nothing "
+                          "to do (--overwrite trains it again)")
+                return "finished"
         if resume and os.path.isdir(self.resume_dir):
             state = load_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler, self.dist.rank)
-            if state.get("run") != self.run_info:
-                raise ValueError(f"{self.resume_dir} holds a run of {state.get('run')}; this one is "
-                                 f"{self.run_info}: resume with the same settings, or start afresh with --overwrite")
-            self.state = state
+            check_same_run(self.resume_dir, state.get("run"), self.run_info)
+            self.state, self.saved_step = state, state["step"]
             if self.precision.enabled and "scaler" in state:  # fp16: the loss scale it had reached
                 self.precision.scaler.load_state_dict(state["scaler"])
             if self.dist.is_main:
@@ -362,14 +384,27 @@ class _Run:
             return
         if not self.dist.is_main:
             return
-        if resume:
-            print(f"--resume: no {self.resume_dir}, starting from the beginning")
+        if resume and record is not None:
+            print(f"--resume: no {self.resume_dir} yet, starting from the beginning")
         shutil.rmtree(self.resume_dir, ignore_errors=True)  # lest a later --resume go back to an older run
         for name in (TrainLog.NAME, TrainLog.PLOT):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.out_dir, name))
         shutil.rmtree(os.path.join(self.out_dir, TensorBoardLog.DIR), ignore_errors=True)
         self.log = TrainLog(self.out_dir)
+        self.write_record(finished=False)
+
+    def write_record(self, finished):
+        record = {"run": self.run_info, "finished": finished, "step": self.state["step"],
+                  "total_steps": self.plan.total_steps}
+        checkpoint.write_text_atomic(os.path.join(self.out_dir, RUN_NAME), json.dumps(record, indent=2) + "\n")
+
+    def how_to_continue(self):
+        """What an interrupted run prints: the step reached, the step it will continue from, and how."""
+        step, total = self.state["step"], self.plan.total_steps
+        where = (f"{self.resume_dir} holds step {self.saved_step}" if self.saved_step is not None
+                 else "no checkpoint written yet: it starts over")
+        return f"at step {step} of {total} ({where}); continue with: {continue_command()}"
 
     def accumulate(self, values, examples, group):
         """Loss terms of one micro-batch (of a group of `group` making one step)."""
@@ -453,12 +488,53 @@ class _Run:
                             vocab_file=self.vocab_file, exclude=self.exclude)
         save_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler, state=self.state,
                         vocab_file=self.vocab_file, rng_states=rng_states)
+        self.saved_step = self.state["step"]
         self.log.refresh_plot(final=self.state["step"] >= self.plan.total_steps)
         return improved
 
     def finish(self, keep_resume):
-        if not keep_resume and self.dist.is_main:
+        if not self.dist.is_main:
+            return
+        self.write_record(finished=True)
+        if not keep_resume:
             shutil.rmtree(self.resume_dir, ignore_errors=True)
+
+
+def read_run_record(out_dir):
+    """The run.json fit() keeps in out_dir, or None where there is none."""
+    path = os.path.join(out_dir, RUN_NAME)
+    if not os.path.isfile(path):
+        return None
+    return checkpoint.read_json(path)
+
+
+def check_same_run(where, recorded, asked):
+    """Refuse, in one line naming what differs, to continue a run made from other inputs or settings."""
+    if recorded == asked:
+        return
+    old, new = _flat(recorded or {}), _flat(asked)
+    changed = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    raise ValueError(f"{where} holds a run made otherwise ({'; '.join(changed)}): resume with the same inputs and "
+                     "settings, or start afresh with --overwrite (OVERWRITE=yes for the wrappers)")
+
+
+def _flat(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def continue_command():
+    """The command that continues an interrupted run: the wrapper's own (CONTINUE_ENV), or this
+    script's command line with --resume."""
+    if os.environ.get(CONTINUE_ENV):
+        return os.environ[CONTINUE_ENV]
+    argv = sys.argv if "--resume" in sys.argv else sys.argv + ["--resume"]
+    return " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable)] + argv)
 
 
 # ----------------------------------------------------------------------------------------------

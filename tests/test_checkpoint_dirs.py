@@ -2,6 +2,7 @@
 import os
 import re
 
+import numpy as np
 import pytest
 
 import checkpoint
@@ -83,3 +84,24 @@ def test_an_interrupted_swap_is_finished_before_the_directory_is_used(tmp_path):
     assert sorted(os.listdir(b)) == ["resume", "train_log.csv"]
     assert sorted(os.listdir(b / "resume")) == ["model.safetensors", "optimizer", "rng.npz"]
     checkpoint.recover_interrupted_writes(str(tmp_path / "nothing"))  # nothing there: nothing to do
+
+
+def test_model_fingerprint_follows_the_model_not_the_run_beside_it(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 4}\n')
+    (model / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    checkpoint.save_safetensors({"bert.pooler.dense.bias": np.zeros(4, np.float32)}, str(model))
+    first = checkpoint.model_fingerprint(str(model))
+    assert len(first) == 64 and checkpoint.model_fingerprint(str(model)) == first
+    for name in ("train_log.csv", "run.json", "state.json", "general_distill_args.json"):
+        (model / name).write_text("written by the run, not part of the model\n")
+    for folder in ("resume", "tensorboard"):
+        (model / folder).mkdir()
+        (model / folder / "model.safetensors").write_bytes(b"an optimizer's later state, or events")
+    assert checkpoint.model_fingerprint(str(model)) == first
+    checkpoint.save_safetensors({"bert.pooler.dense.bias": np.ones(4, np.float32)}, str(model))
+    changed = checkpoint.model_fingerprint(str(model))
+    assert changed != first
+    (model / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n")
+    assert checkpoint.model_fingerprint(str(model)) not in (first, changed)

@@ -1,11 +1,12 @@
 """run_demo.sh on a reduced budget: every stage leaves its outputs, and the summary is read from them."""
 import csv
+import glob
 import json
 import os
 import re
 import subprocess
 
-from conftest import ROOT
+from conftest import ROOT, SHARED
 
 
 def test_demo_runs_every_stage_and_summarizes_its_outputs(tmp_path):
@@ -14,6 +15,9 @@ def test_demo_runs_every_stage_and_summarizes_its_outputs(tmp_path):
                STAGE2_EPOCHS="1", AUG_N="1", EVAL_STEP="5", OMP_NUM_THREADS="1",
                # a head trained on a few paragraphs: the demo's masked-LM step in seconds, not minutes
                MLM_ARGS="--pair_input --unfreeze_layers 2 --layer_lr 5e-4 --max_paragraphs 100 --heldout 20 --epochs 1")
+    wikitext = sorted(glob.glob(os.path.join(SHARED, "corpus", "wikitext-2-raw", "wiki.*.raw")))
+    if wikitext:  # the masked-LM head's corpus, where the project's data is (users put it in data/corpus)
+        env["MLM_CORPUS"] = " ".join(wikitext)
     done = subprocess.run(["bash", os.path.join(ROOT, "run_demo.sh")], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])

@@ -195,8 +195,13 @@ def test_an_interrupted_run_leaves_no_epoch_file(corpus, vocab_dir, tmp_path, mo
 def test_bad_corpus_is_named(vocab_dir, tmp_path):
     one_doc = tmp_path / "one.txt"
     one_doc.write_text("d0w1 d0w2\nd0w3\n")
-    with pytest.raises(ValueError, match=r"one\.txt: 1 document\(s\); random next sentences need at least two"):
+    with pytest.raises(ValueError, match=r"one\.txt: 1 document\(s\) read as lines; random next sentences need at "
+                                         r"least two\. .* or pass --corpus_format wikitext \(CORPUS_FORMAT=wikitext\)"):
         pregenerate(str(one_doc), vocab_dir, tmp_path / "out", "--num_workers", "1")
+    # read as WikiText (no ' = Title = ' line: one document), the way out is the other format
+    with pytest.raises(ValueError, match=r"read as wikitext; .* or pass --corpus_format lines \(CORPUS_FORMAT=lines\) "
+                                         r"if it is not WikiText$"):
+        pregenerate(str(one_doc), vocab_dir, tmp_path / "out", "--num_workers", "1", "--corpus_format", "wikitext")
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("d0w1\n\nd1w1 caf\u00e9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin1\.txt:3: not UTF-8"):
@@ -312,6 +317,28 @@ def test_resume_continues_the_same_run(distill_setup, distilled):
     assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in whole], rel=1e-5)
     a, b = checkpoint.load_state_dict(str(out)), checkpoint.load_state_dict(str(distill_setup / "out_torch"))
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-5
+
+
+def test_teacher_saved_as_a_masked_lm_without_pooler_is_taken(distill_setup, tmp_path):
+    """transformers' BertForMaskedLM saves no pooler, and an LM head general distillation has no use for."""
+    import checkpoint
+    gd = backend.import_for("general_distill", "torch")
+    state = checkpoint.load_state_dict(str(distill_setup / "teacher"))
+    state = {k: v for k, v in state.items() if not k.startswith("bert.pooler.")}
+    state["cls.predictions.bias"] = np.zeros(state["bert.embeddings.word_embeddings.weight"].shape[0], np.float32)
+    masked_lm = tmp_path / "bert-mlm"
+    masked_lm.mkdir()
+    for name in ("config.json", "vocab.txt"):
+        (masked_lm / name).write_bytes((distill_setup / "teacher" / name).read_bytes())
+    checkpoint.save_safetensors(state, str(masked_lm))
+    teacher = gd.load_teacher(str(masked_lm), "cpu")
+    own = teacher.numpy_state_dict()
+    assert np.array_equal(own["bert.encoder.layer.1.output.dense.weight"], state["bert.encoder.layer.1.output.dense.weight"])
+    assert teacher.missing_keys == ["bert.pooler.dense.weight", "bert.pooler.dense.bias"]
+    with pytest.raises(ValueError, match=r"missing 1 required tensor\(s\): bert.encoder.layer.1.output.dense.weight"):
+        del state["bert.encoder.layer.1.output.dense.weight"]
+        checkpoint.save_safetensors(state, str(masked_lm))
+        gd.load_teacher(str(masked_lm), "cpu")
 
 
 def test_bad_data_is_named(distill_setup, tmp_path):

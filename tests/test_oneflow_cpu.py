@@ -76,3 +76,15 @@ def test_a_bad_setting_is_refused(tmp_path):
     done = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); import backend; "
                            "backend.framework('oneflow')"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "TINYBERT_ONEFLOW_CPU=fast: use auto or none" in done.stderr
+
+
+def test_ctrl_c_is_a_keyboard_interrupt_after_importing_oneflow():
+    """OneFlow's import sets a SIGINT handler that ends the process silently; backend.py puts Python's back,
+    so that an interrupted run can say where it stopped and how to continue."""
+    code = ("import os, signal, sys, time; sys.path.insert(0, sys.argv[1]); import backend\n"
+            "backend.framework('oneflow')\n"
+            "try:\n    os.kill(os.getpid(), signal.SIGINT); time.sleep(5)\nexcept KeyboardInterrupt:\n"
+            "    print('KeyboardInterrupt')\n")
+    done = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, GLOG_minloglevel="2"))
+    assert done.returncode == 0 and done.stdout == "KeyboardInterrupt\n", done.stderr[-2000:]

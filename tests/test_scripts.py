@@ -92,6 +92,21 @@ def test_debug_flag_or_env_shows_the_traceback(tmp_path):
         assert done.stderr.strip().splitlines()[-1].startswith(f"error: model '{missing}': no such directory")
 
 
+def test_a_backend_that_cannot_be_imported_is_one_line_naming_the_setting(tmp_path):
+    """As with numpy 2 or a Python OneFlow has no wheel for: the script stops before any work."""
+    fake = tmp_path / "oneflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('numpy.core.multiarray failed to import')\n")
+    for script in ("task_distill.py", "general_distill.py"):
+        done = run_script(script, "--help", BACKEND="oneflow", PYTHONPATH=str(tmp_path))
+        assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == "", done.stderr[-2000:]
+        line, = done.stderr.strip().splitlines()
+        assert line.startswith("error: could not import oneflow (numpy.core.multiarray failed to import)")
+        assert line.endswith("or pass --backend torch (BACKEND=torch for the run_*.sh wrappers)")
+    done = run_script("task_distill.py", "--help", "--debug", BACKEND="oneflow", PYTHONPATH=str(tmp_path))
+    assert done.returncode == 1 and "Traceback" in done.stderr  # --debug: the whole story
+
+
 def test_cli_run_exit_codes_and_bugs_keep_their_traceback(capsys):
     def main(argv):
         kind = argv[0]
@@ -131,12 +146,26 @@ def test_check_bound_refuses_another_framework_than_the_bound_one():
 # ----------------------------------------------------------------------------------------------
 # Shell wrappers: inputs checked first, naming the variable to set; --overwrite only when asked
 # ----------------------------------------------------------------------------------------------
-def run_wrapper(wrapper, **env):
+def run_wrapper(wrapper, *args, **env):
     # importing OneFlow in this process sets MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE: not the wrappers'
-    ignored = ("PYTHON", "OVERWRITE", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")
+    ignored = ("PYTHON", "VENV", "OVERWRITE", "RESUME", "TASK_NAME", "dataset", "TASKS", "TASK", "AUG_TRAIN",
+               "MAX_SEQ_LENGTH", "EXTRA_ARGS", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")
     env = dict({k: v for k, v in os.environ.items() if k not in ignored}, **env)
-    return subprocess.run(["bash", os.path.join(ROOT, wrapper)], env=env, capture_output=True, text=True,
+    return subprocess.run(["bash", os.path.join(ROOT, wrapper), *args], env=env, capture_output=True, text=True,
                           timeout=60)
+
+
+def fake_python(tmp_path):
+    """A stand-in interpreter that prints the arguments it was given."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    return str(fake)
+
+
+def script_calls(done, script="task_distill.py"):
+    assert done.returncode == 0, done.stderr
+    return [line.split() for line in done.stdout.splitlines() if line.startswith(script)]
 
 
 def test_wrappers_name_the_variable_of_a_missing_input(tmp_path):
@@ -162,12 +191,72 @@ def test_train_wrappers_pass_overwrite_only_when_asked(tmp_path):
     inputs = dict(DATA_ROOT=str(tmp_path / "glue"), dataset="RTE", BERT_BASE_DIR=str(tmp_path),
                   FT_BERT_BASE_DIR=str(tmp_path), GENERAL_TINYBERT_DIR=str(tmp_path), PYTHON=str(fake))
     for wrapper, runs in (("run_train_teacher.sh", 1), ("run_train_student_tinybert.sh", 2)):
-        default, asked = run_wrapper(wrapper, **inputs), run_wrapper(wrapper, OVERWRITE="1", **inputs)
-        assert default.returncode == 0 and asked.returncode == 0, default.stderr + asked.stderr
-        calls = [line for line in default.stdout.splitlines() if line.startswith("task_distill.py")]
-        assert len(calls) == runs and all("--overwrite" not in line.split() for line in calls)
-        calls = [line for line in asked.stdout.splitlines() if line.startswith("task_distill.py")]
-        assert len(calls) == runs and all("--overwrite" in line.split() for line in calls)
+        calls = script_calls(run_wrapper(wrapper, **inputs))
+        assert len(calls) == runs and all("--overwrite" not in c and "--resume" in c for c in calls)
+        for yes in ("1", "true", "YES", "y"):
+            calls = script_calls(run_wrapper(wrapper, OVERWRITE=yes, **inputs))
+            assert len(calls) == runs and all("--overwrite" in c and "--resume" not in c for c in calls)
+        calls = script_calls(run_wrapper(wrapper, RESUME="no", **inputs))
+        assert len(calls) == runs and all("--overwrite" not in c and "--resume" not in c for c in calls)
+        done = run_wrapper(wrapper, OVERWRITE="ture", **inputs)
+        assert done.returncode == 2 and done.stderr == "error: OVERWRITE='ture': use yes or no (true/false, 1/0)\n"
+
+
+def test_wrappers_pass_their_arguments_and_read_one_task_name(tmp_path):
+    fake = fake_python(tmp_path)
+    for task in ("RTE", "SST-2"):
+        (tmp_path / "glue" / task).mkdir(parents=True)
+    inputs = dict(DATA_ROOT=str(tmp_path / "glue"), BERT_BASE_DIR=str(tmp_path), FT_BERT_BASE_DIR=str(tmp_path),
+                  GENERAL_TINYBERT_DIR=str(tmp_path), STUDENT_DIR=str(tmp_path), PYTHON=fake)
+    for wrapper, runs in (("run_train_teacher.sh", 1), ("run_train_student_tinybert.sh", 2),
+                          ("run_eval_student_tinybert.sh", 1)):
+        for task_env in ({"TASK_NAME": "RTE"}, {"dataset": "RTE"}):
+            calls = script_calls(run_wrapper(wrapper, "--seed", "7", "--eval_step", "3", **task_env, **inputs))
+            assert len(calls) == runs, (wrapper, calls)
+            for c in calls:
+                assert c[c.index("--task_name") + 1] == "RTE" and c[c.index("--data_dir") + 1].endswith("glue/RTE")
+                assert c[-4:] == ["--seed", "7", "--eval_step", "3"]
+                assert "--max_seq_length" not in c  # the task's default, decided by task_distill.py
+        done = run_wrapper(wrapper, TASK_NAME="RTE", dataset="SST-2", **inputs)
+        assert done.returncode == 2 and "TASK_NAME='RTE' but dataset='SST-2'" in done.stderr
+        done = run_wrapper(wrapper, TASK_NAME="SST2", **inputs)
+        assert done.returncode == 2 and done.stderr.startswith(
+            f"error: {tmp_path / 'glue'} has no SST2/: set TASK_NAME to a task it holds (")
+    done = run_wrapper("run_data_augmentation.sh", BERT_DIR=str(tmp_path), GLOVE_EMB=str(tmp_path),
+                       TASK_NAME="SST2", GLUE_DIR=str(tmp_path / "glue"), PYTHON=fake)
+    assert done.returncode == 2 and done.stderr == (f"error: {tmp_path / 'glue'} has no SST2/: set TASK_NAME to a "
+                                                    "task it holds (RTE SST-2), or GLUE_DIR to another GLUE root\n")
+    for aug, flag in (("yes", True), ("True", True), ("1", True), ("no", False), ("", False)):
+        calls = script_calls(run_wrapper("run_train_student_tinybert.sh", AUG_TRAIN=aug, **inputs))
+        assert all(("--aug_train" in c) is flag for c in calls), aug
+    calls = script_calls(run_wrapper("run_train_student_tinybert.sh", MAX_SEQ_LENGTH="96", **inputs))
+    assert all(c[c.index("--max_seq_length") + 1] == "96" for c in calls)
+
+
+def test_student_wrapper_refuses_stage_one_inside_stage_two(tmp_path):
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    done = run_wrapper("run_train_student_tinybert.sh", DATA_ROOT=str(tmp_path / "glue"), PYTHON=fake_python(tmp_path),
+                       FT_BERT_BASE_DIR=str(tmp_path), GENERAL_TINYBERT_DIR=str(tmp_path),
+                       STUDENT_DIR=str(tmp_path / "s"), TMP_STUDENT_DIR=str(tmp_path / "s" / "tmp"))
+    assert done.returncode == 2 and "TMP_STUDENT_DIR" in done.stderr and "lies inside STUDENT_DIR" in done.stderr
+
+
+def test_wrapper_python_and_venv_are_checked_before_use(tmp_path):
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    inputs = dict(DATA_ROOT=str(tmp_path / "glue"), BERT_BASE_DIR=str(tmp_path))
+    bare = tmp_path / "bare"  # a Python without the project's packages
+    bare.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'tqdm'\" >&2\nexit 1\n")
+    bare.chmod(0o755)
+    done = run_wrapper("run_train_teacher.sh", PYTHON=str(bare), **inputs)
+    assert done.returncode == 2 and done.stderr.startswith(
+        f"error: PYTHON='{bare}' cannot run the scripts (ModuleNotFoundError: No module named 'tqdm'): unset PYTHON")
+    done = run_wrapper("run_train_teacher.sh", VENV=str(tmp_path / "no-venv"), **inputs)
+    assert done.returncode == 2 and f"VENV='{tmp_path / 'no-venv'}' holds no bin/python" in done.stderr
+    mine = tmp_path / "venv" / "bin"  # a venv made without setup_env.sh: used as it is, nothing installed
+    mine.mkdir(parents=True)
+    os.symlink(fake_python(tmp_path), mine / "python")
+    calls = script_calls(run_wrapper("run_train_teacher.sh", VENV=str(tmp_path / "venv"), **inputs))
+    assert len(calls) == 1 and not os.path.exists(tmp_path / "venv" / ".requirements.sha256")
 
 
 def test_train_wrappers_start_the_backend_launcher_for_several_processes(tmp_path):

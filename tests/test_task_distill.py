@@ -279,6 +279,18 @@ def test_resume_after_kill_gives_the_same_student(teacher, sst2, vocab, tmp_path
     for column in ("loss", "att_loss", "rep_loss", "cls_loss", "dev_acc"):
         assert [r[column] for r in whole_log] == [r[column] for r in resumed_log], column
 
+    # resumed once more: the finished run says so and keeps its model; another student or rate is refused
+    again = _script(common + ["--output_dir", tmp_path / "killed", "--resume"])
+    assert again.returncode == 0 and f"{tmp_path / 'killed'} already holds this run, finished at step 9" in again.stdout
+    other = save_tiny_classifier(modeling, tmp_path / "s1", vocab, layers=2, hidden=24)
+    changed = [str(other) if a == student0 else ("2e-3" if a == 1e-3 else a) for a in common]
+    refused = _script(changed + ["--output_dir", tmp_path / "killed", "--resume"])
+    last = refused.stderr.strip().splitlines()[-1]
+    assert refused.returncode == 2 and last.startswith(f"error: {tmp_path / 'killed'} holds a run made otherwise (")
+    assert "learning_rate 0.001 -> 0.002" in last and f"student_model.path '{student0}' -> '{other}'" in last
+    assert "student_model.sha256 '" in last and "OVERWRITE=yes" in last
+    assert checkpoint.load_state_dict(str(tmp_path / "killed" / "resume")).keys() == a.keys()
+
 
 def test_two_stage_run_on_oneflow(teacher, sst2, vocab, tmp_path):
     student0 = save_tiny_classifier(modeling, tmp_path / "s0", vocab, layers=2, hidden=24)

@@ -253,8 +253,11 @@ def test_fit_accumulated_micro_batches_equal_one_large_batch(tmp_path):
 
 def test_fit_resumes_at_the_exact_batch_after_a_crash(tmp_path):
     whole, _, _ = _fit_run(tmp_path, "whole", batch=8, steps=6, dropout=0.1)
-    with pytest.raises(KeyboardInterrupt):
+    crashed = tmp_path / "crashed"
+    with pytest.raises(KeyboardInterrupt, match=rf"^at step 5 of 6 \({crashed}/resume holds step 5\); "
+                                                r"continue with: \S*python\S* .*--resume$"):
         _fit_run(tmp_path, "crashed", batch=8, steps=6, crash_at=6, dropout=0.1)  # mid epoch 2, batch 2
+    assert json.load(open(crashed / "run.json"))["finished"] is False
     resumed, state, calls = _fit_run(tmp_path, "crashed", batch=8, steps=6, resume=True, dropout=0.1)
     assert calls == [8]  # only the step that crashed is redone
     assert state["step"] == 6 and _max_diff(whole, resumed) < 1e-6
@@ -262,8 +265,15 @@ def test_fit_resumes_at_the_exact_batch_after_a_crash(tmp_path):
     assert [r["step"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
     want = list(csv.DictReader(open(tmp_path / "whole" / "train_log.csv")))
     assert [r["loss"] for r in rows] == [r["loss"] for r in want]
-    with pytest.raises(ValueError, match="holds a run of {'mode': 'test'}; this one is {'mode': 'other'}"):
+    with pytest.raises(ValueError, match=r"crashed holds a run made otherwise \(mode 'test' -> 'other'\): .*--overwrite"):
         _fit_run(tmp_path, "crashed", resume=True, run_info={"mode": "other"})
+    # resumed once more, the finished run says so and trains nothing
+    again, state, calls = _fit_run(tmp_path, "crashed", batch=8, steps=6, resume=True, dropout=0.1)
+    assert calls == [] and state["step"] == 6 and state["finished_before"]
+    assert json.load(open(crashed / "run.json"))["finished"] is True
+    # a longer run of the same settings (general distillation's --max_steps raised) continues it
+    _, state, calls = _fit_run(tmp_path, "crashed", batch=8, steps=7, resume=True, dropout=0.1)
+    assert calls == [8] and state["step"] == 7 and "finished_before" not in state
 
 
 def test_fit_fresh_run_forgets_the_old_one(tmp_path):
