@@ -13,6 +13,7 @@ import argparse
 import os
 
 import checkpoint
+import files
 import cli
 
 
@@ -43,9 +44,9 @@ def main(argv=None):
     tf_state, left = checkpoint.to_tf(state, config)
     vocab = checkpoint.find_vocab(args.model_name)
 
-    with checkpoint.atomic_dir(args.tf_cache_dir) as tmp:
+    with files.atomic_dir(args.tf_cache_dir) as tmp:
         checkpoint.save_tf_checkpoint(tf_state, tmp)
-        checkpoint.write_json_atomic(os.path.join(tmp, "bert_config.json"), config)
+        files.write_json_atomic(os.path.join(tmp, "bert_config.json"), config)
         if vocab:
             checkpoint.copy_file(vocab, os.path.join(tmp, checkpoint.VOCAB_NAME))
 

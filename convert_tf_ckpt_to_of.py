@@ -13,6 +13,7 @@ import argparse
 import os
 
 import checkpoint
+import files
 import cli
 
 
@@ -38,9 +39,9 @@ def main(argv=None):
         config["num_labels"] = int(state["classifier.bias"].shape[0])
     vocab = checkpoint.find_vocab(source_dir)
 
-    with checkpoint.atomic_dir(args.of_dump_path) as tmp:
+    with files.atomic_dir(args.of_dump_path) as tmp:
         checkpoint.save_oneflow(state, tmp)
-        checkpoint.write_json_atomic(os.path.join(tmp, checkpoint.CONFIG_NAME), config)
+        files.write_json_atomic(os.path.join(tmp, checkpoint.CONFIG_NAME), config)
         if vocab:
             checkpoint.copy_file(vocab, os.path.join(tmp, checkpoint.VOCAB_NAME))
 

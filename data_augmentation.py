@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 import backend
 import checkpoint
+import files
 import cli
 import glue
 import modeling
@@ -515,7 +516,7 @@ def augment_file(augmentor, train_path, out_path, processor, N, p, seed, chunk, 
             f.flush()
             os.fsync(f.fileno())
             done, written = min(start + chunk, last) - first, written + len(lines)
-            checkpoint.write_json_atomic(progress, {"examples_done": done, "bytes": f.tell(), "settings": settings})
+            files.write_json_atomic(progress, {"examples_done": done, "bytes": f.tell(), "settings": settings})
             bar.update(done - bar.n)
         bar.close()
     os.replace(partial, path)
@@ -534,7 +535,7 @@ def merge_shards(out_path, shards):
     except FileExistsError:
         return False  # another process is merging
     try:
-        with checkpoint.atomic_file(out_path) as out:
+        with files.atomic_file(out_path) as out:
             for path in paths:
                 with open(path, "rb") as f:
                     shutil.copyfileobj(f, out)

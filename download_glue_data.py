@@ -23,7 +23,7 @@ import zipfile
 
 from tqdm import tqdm
 
-import checkpoint
+import files
 import cli
 
 GLUE_URL = "https://dl.fbaipublicfiles.com/glue/data"
@@ -100,7 +100,7 @@ def fetch(url, dest, timeout=60):
         total = offset + int(length) if length is not None else None
         validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
         if offset == 0:
-            checkpoint.write_text_atomic(meta, json.dumps({"url": url, "validator": validator}))
+            files.write_text_atomic(meta, json.dumps({"url": url, "validator": validator}))
         with open(part, "ab" if offset else "wb") as f, \
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=os.path.basename(dest),
                      disable=None, leave=False) as bar:
@@ -191,18 +191,18 @@ def source_url(url, mirror):
 
 
 def download_task(task, data_dir, args):
-    url, folder, files = TASK_SOURCES[task]
+    url, folder, members = TASK_SOURCES[task]
     downloads = os.path.join(data_dir, ".downloads")
     os.makedirs(downloads, exist_ok=True)
     archive = os.path.join(downloads, os.path.basename(urllib.parse.urlparse(url).path))
     url = source_url(url, args.mirror)
     if task == "diagnostic":
         fetch_with_retries(url, archive, args.retries, args.timeout, check=_check_utf8_tsv)
-        with checkpoint.atomic_dir(os.path.join(data_dir, folder)) as tmp:
-            shutil.copyfile(archive, os.path.join(tmp, files[0]))
+        with files.atomic_dir(os.path.join(data_dir, folder)) as tmp:
+            shutil.copyfile(archive, os.path.join(tmp, members[0]))
     else:
-        fetch_with_retries(url, archive, args.retries, args.timeout, check=lambda p: check_zip(p, folder, files))
-        with checkpoint.atomic_dir(os.path.join(data_dir, folder)) as tmp:
+        fetch_with_retries(url, archive, args.retries, args.timeout, check=lambda p: check_zip(p, folder, members))
+        with files.atomic_dir(os.path.join(data_dir, folder)) as tmp:
             extract_folder(archive, folder, tmp)
     if not args.keep_archives:
         os.remove(archive)
@@ -252,7 +252,7 @@ def download_mrpc(data_dir, args):
         dev_ids = {tuple(line.strip().split("\t")) for line in f if line.strip()}
     header, train_rows = _mrpc_rows(sources["train"])
     _, test_rows = _mrpc_rows(sources["test"])
-    with checkpoint.atomic_dir(os.path.join(data_dir, "MRPC")) as tmp:
+    with files.atomic_dir(os.path.join(data_dir, "MRPC")) as tmp:
         with open(os.path.join(tmp, "train.tsv"), "w", encoding="utf-8", newline="\n") as train, \
                 open(os.path.join(tmp, "dev.tsv"), "w", encoding="utf-8", newline="\n") as dev:
             train.write(header + "\n")  # as read: with the corpus's BOM, as GLUE's copy has it

@@ -22,6 +22,7 @@ import numpy as np
 
 import backend
 import checkpoint
+import files
 import cli
 import distillation
 import modeling
@@ -303,7 +304,7 @@ def main(argv=None):
     optimizer = training.make_optimizer(student, args.learning_rate, args.weight_decay)
     scheduler = training.make_schedule(optimizer, total_steps, args.warmup_proportion)  # spans every epoch
     if dist.is_main:
-        checkpoint.write_text_atomic(os.path.join(args.output_dir, "general_distill_args.json"),
+        files.write_text_atomic(os.path.join(args.output_dir, "general_distill_args.json"),
                                      json.dumps({**vars(args), "layer_map": layer_map, "total_steps": total_steps,
                                                  "processes": dist.world}, indent=2) + "\n")
         print(f"teacher {teacher_dir} ({teacher.config.num_hidden_layers} layers) -> student "

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 import checkpoint
+import files
 import ofrecord
 
 logger = logging.getLogger("glue")
@@ -700,7 +701,7 @@ def write_submissions(task, data_dir, output_dir, logits_of):
     for s in submission_sets(task, data_dir):
         text = submission_text(task, s.ids, logits_of(s.examples))
         path = os.path.join(output_dir, s.file_name)
-        checkpoint.write_text_atomic(path, text)
+        files.write_text_atomic(path, text)
         logger.info("%s: %d predictions for %s", path, len(s.ids), s.source)
         paths.append(path)
     return paths

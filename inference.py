@@ -1,7 +1,8 @@
-"""Serving a trained student: batched logits with dynamic padding, on OneFlow, PyTorch or ONNX Runtime.
+"""Scoring a finished model: batched logits with dynamic padding, on OneFlow, PyTorch or ONNX Runtime,
+and what is made of them (results_eval.json, the checks of a model's label order).
 
-The one place where examples become scores for every caller that only predicts: predict.py,
-export_onnx.py and its tests, bench/bench_serving.py, and task_distill.py's test-set predictions.
+The one place where examples become scores for every caller that does not train: predict.py,
+export_onnx.py, bench/bench_serving.py, and task_distill.py's evaluations, --do_eval and submissions.
 
 - `load_student(path, backend_name=None, num_threads=None)` -> Student: a model directory (any
   weight format, run by modeling.py on either backend) or an .onnx file written by export_onnx.py
@@ -12,11 +13,15 @@ export_onnx.py and its tests, bench/bench_serving.py, and task_distill.py's test
   longest row, logits returned in the features' order. `predict_examples` tokenizes first.
 - `export_onnx(model, path)` (PyTorch backend) and `quantize_int8(src, dst)`: the ONNX files, written
   atomically, with the model directory's small text files in the graph's metadata.
+- `load_evaluated` / `evaluated_model`, `results_json`, `write_results`: what --do_eval and the end of
+  a training run report, in the original's keys; `label_order`: a model fine-tuned with another
+  label order is refused (or its logits reordered) rather than scored wrongly.
 """
 import json
 import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Callable, List
 
@@ -25,6 +30,7 @@ from tqdm import tqdm
 
 import backend
 import checkpoint
+import files
 import glue
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
@@ -354,3 +360,96 @@ def onnx_parameters(path):
 def json_metadata(**values):
     """Extra metadata entries (values as JSON), e.g. what the export was made from."""
     return {METADATA_PREFIX + k: json.dumps(v) for k, v in values.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring a finished model: --do_eval, the results of a training run, submissions
+# ----------------------------------------------------------------------------------------------
+RESULTS_NAME = "results_eval.json"
+
+
+def label_permutation(model, processor, role, allow_remap):
+    """Index array mapping the task's label order onto `model`'s logits, or None if they agree."""
+    return label_order(model.config.extra.get("id2label"), model.source_dir, processor, role, allow_remap)
+
+
+def label_order(id2label, source, processor, role, allow_remap):
+    """label_permutation for a model's id2label dict (model directory or .onnx file `source`)."""
+    if processor.is_regression or not id2label:
+        return None
+    names = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    if all(n == f"LABEL_{i}" for i, n in enumerate(names)) or names == list(processor.labels):
+        return None
+    if sorted(names) != sorted(processor.labels):
+        raise ValueError(f"{role} {source}: its labels {names} are not the {processor.task} labels "
+                         f"{processor.labels}: was it fine-tuned on another task?")
+    if not allow_remap:
+        raise ValueError(f"{role} {source}: label order {names} differs from the task's {processor.labels}; "
+                         "pass --remap_teacher_labels to reorder its logits")
+    return np.array([names.index(label) for label in processor.labels])
+
+
+def timed_logits(runner, features, batch_size):
+    start = time.perf_counter()
+    out = predict_logits(runner, features, batch_size)
+    return out, len(features) / max(time.perf_counter() - start, 1e-9)
+
+
+@dataclass
+class Evaluated:
+    """What --do_eval/--do_predict run: a model directory on this backend, or an .onnx file."""
+    runner: object
+    tokenizer: object
+    parameters: int
+    size_mb: float          # fp32 weights (the original's modelSize), or the .onnx file's size
+    engine: str
+
+
+def load_evaluated(path, processor, device, backend_name):
+    """A model directory (on `backend_name`) or an .onnx file, checked against the task's labels."""
+    if is_onnx(path):
+        student = load_student(path)
+        if student.runner.num_labels != processor.num_labels:
+            raise ValueError(f"{path}: {student.runner.num_labels} outputs; task {processor.task} has "
+                             f"{processor.num_labels} labels")
+        if not student.is_regression:
+            label_order({str(i): n for i, n in enumerate(student.labels)}, path, processor, "model", allow_remap=False)
+        return Evaluated(student.runner, student.tokenizer, onnx_parameters(path),
+                         round(os.path.getsize(path) / 2 ** 20, 2), student.engine)
+    import teachers  # only where a model directory is scored: the .onnx path needs no framework
+    model = teachers.load_classifier(path, processor.num_labels, modeling_for(backend_name), fit_size=None).to(device)
+    label_permutation(model, processor, "model", allow_remap=False)
+    return evaluated_model(model, checkpoint.load_tokenizer(path), backend.framework(backend_name), device)
+
+
+def evaluated_model(model, tokenizer, flow, device):
+    params = modeling_for(flow.__name__).count_parameters(model)
+    return Evaluated(ModelRunner(model, flow, device), tokenizer, params, round(params * 4 / 2 ** 20, 2),
+                     flow.__name__)
+
+
+def results_json(task, evaluated, model_path, features, batch_size):
+    """The original's keys (accuracy, MCC, precision, recall, f_1, modelSize MB, reasoningTime
+    examples/s) plus the task's own metrics."""
+    processor = glue.get_processor(task)
+    logits, speed = timed_logits(evaluated.runner, features, batch_size)
+    names = ["pearson", "spearman", "corr"] if processor.is_regression else ["acc", "mcc", "precision", "recall", "f1"]
+    preds = logits if processor.is_regression else logits.argmax(-1)
+    m = glue.compute_metrics(task, preds, features.label_ids, names=names)
+    m.update(glue.compute_metrics(task, preds, features.label_ids))
+    renamed = {"acc": "accuracy", "mcc": "MCC", "f1": "f_1"}
+    out = {renamed.get(k, k): round(v, 6) for k, v in m.items()}
+    out.update(task=processor.task, best_metric=glue.best_metric_name(task),
+               num_examples=len(features), parameters=evaluated.parameters, modelSize=evaluated.size_mb,
+               reasoningTime=round(speed, 1), backend=evaluated.engine,
+               model_dir=os.path.relpath(model_path))  # published results carry no absolute path of this machine
+    return out
+
+
+def write_results(output_dir, results):
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, RESULTS_NAME)
+    files.write_text_atomic(path, json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+    return results

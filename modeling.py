@@ -10,12 +10,13 @@ Only the shared subset of the two frameworks' APIs is used; `backend.framework()
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import List, NamedTuple, Optional
+from typing import List, NamedTuple
 
 import numpy as np
 
 import backend
 import checkpoint
+import files
 
 flow = backend.framework()
 nn = flow.nn
@@ -61,7 +62,7 @@ class BertConfig:
         return {**extra, **d, "model_type": "bert"}
 
     def save(self, directory):
-        checkpoint.write_json_atomic(os.path.join(directory, checkpoint.CONFIG_NAME), self.to_dict())
+        files.write_json_atomic(os.path.join(directory, checkpoint.CONFIG_NAME), self.to_dict())
 
     @property
     def head_size(self):
@@ -295,11 +296,11 @@ class PreTrainedBert(nn.Module):
         return model
 
     def save_pretrained(self, directory, vocab_file=None, exclude=()):
-        """Write config.json, vocab.txt and model.safetensors; all-or-nothing (see checkpoint.atomic_dir).
+        """Write config.json, vocab.txt and model.safetensors; all-or-nothing (see files.atomic_dir).
         `exclude`: name prefixes to leave out (e.g. "fit_dense." for a model that only serves)."""
         vocab_file = vocab_file or checkpoint.find_vocab(self.source_dir)
         state = {k: v for k, v in self.numpy_state_dict().items() if not (exclude and k.startswith(tuple(exclude)))}
-        with checkpoint.atomic_dir(directory) as tmp:
+        with files.atomic_dir(directory) as tmp:
             self.config.save(tmp)
             checkpoint.save_safetensors(state, tmp)
             if vocab_file:

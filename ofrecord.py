@@ -22,7 +22,7 @@ import re
 import numpy as np
 from tqdm import tqdm
 
-import checkpoint  # for atomic_dir; framework-free like this module
+import files  # atomic_dir; framework-free like this module
 
 FLOAT_LIST, DOUBLE_LIST, INT32_LIST, INT64_LIST = 2, 3, 4, 5  # Feature's field numbers
 FIXED_WIDTH = {FLOAT_LIST: "<f4", DOUBLE_LIST: "<f8"}
@@ -127,7 +127,7 @@ def write_split(columns, split_dir, num_parts=1):
     prefix = os.path.basename(os.path.normpath(split_dir))
     bounds = np.linspace(0, n, num_parts + 1).astype(int)
     names = [f"{prefix}.of_record-{p}" for p in range(num_parts)]
-    with checkpoint.atomic_dir(split_dir, carry_over=False) as tmp, \
+    with files.atomic_dir(split_dir, carry_over=False) as tmp, \
             tqdm(total=n, unit="rows", desc=f"write {prefix}", disable=None, leave=False) as bar:
         for name, start, stop in zip(names, bounds[:-1], bounds[1:]):
             with open(os.path.join(tmp, name), "wb") as f:

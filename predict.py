@@ -23,7 +23,7 @@ from typing import List, NamedTuple, Optional
 import numpy as np
 
 import backend
-import checkpoint
+import files
 import cli
 import glue
 import inference
@@ -163,7 +163,7 @@ def softmax(logits):
 def write_output(path, lines):
     text = "".join(line + "\n" for line in lines)
     if path:
-        checkpoint.write_text_atomic(path, text)
+        files.write_text_atomic(path, text)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 import checkpoint
+import files
 import cli
 
 # Work sent to a worker at once (whole documents, so a long one makes a larger task): small enough
@@ -160,7 +161,7 @@ def prepare_workspace(model_dir, do_lower_case, workspace):
              "cls_id": tokenizer.cls_token_id, "sep_id": tokenizer.sep_token_id,
              "mask_id": tokenizer.mask_token_id,
              "dot_id": dot if dot is not None else tokenizer.unk_token_id}  # stands in for an empty A or B
-    checkpoint.write_json_atomic(os.path.join(workspace, SETUP_NAME), setup)
+    files.write_json_atomic(os.path.join(workspace, SETUP_NAME), setup)
 
 
 def read_setup(workspace):
@@ -292,7 +293,7 @@ def build_index(documents, directory, workers):
             token_count += len(ids)
     starts = np.stack([np.frombuffer(doc_starts, dtype=np.int64), np.frombuffer(doc_tokens, dtype=np.int64)], 1)
     np.save(os.path.join(directory, "documents.npy"), starts)
-    checkpoint.write_text_atomic(os.path.join(directory, "meta.json"), json.dumps({"dtype": np.dtype(dtype).name}))
+    files.write_text_atomic(os.path.join(directory, "meta.json"), json.dumps({"dtype": np.dtype(dtype).name}))
     return CorpusIndex(directory)
 
 
@@ -495,14 +496,14 @@ def write_epoch(index, epoch, args, workers):
     if os.path.exists(metrics_path):
         os.remove(metrics_path)  # a metrics file stands for a complete epoch file: not the old one's
     count = 0
-    with checkpoint.atomic_file(path, "w", encoding="utf-8") as f, \
+    with files.atomic_file(path, "w", encoding="utf-8") as f, \
             tqdm(total=len(index), desc=f"epoch {epoch}", unit=" documents") as bar:
         for docs, n, text in workers.imap(instances_json, epoch_tasks(index, epoch, args)):
             f.write(text)
             count += n
             bar.update(docs)
             bar.set_postfix(instances=count)
-    checkpoint.write_text_atomic(metrics_path, json.dumps({"num_training_examples": count,
+    files.write_text_atomic(metrics_path, json.dumps({"num_training_examples": count,
                                                            "max_seq_len": args.max_seq_len}) + "\n")
     return count
 

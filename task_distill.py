@@ -25,9 +25,7 @@ import dataclasses
 import enum
 import functools
 import hashlib
-import json
 import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +50,6 @@ TASK_DEFAULTS = {
     "rte": (3e-5, 30, 1e-4), "wnli": (2e-5, 30, 1e-4),
 }
 STAGE1_LR = 5e-5  # the reference's intermediate-layer rate; its epochs default stays the task's
-RESULTS_NAME = "results_eval.json"
 
 
 class Mode(enum.Enum):
@@ -200,27 +197,6 @@ def _check_args(parser, args):
 # ----------------------------------------------------------------------------------------------
 # Models and the checks that catch the reference users' commonest mistakes before any training
 # ----------------------------------------------------------------------------------------------
-def label_permutation(model, processor, role, allow_remap):
-    """Index array mapping the task's label order onto `model`'s logits, or None if they agree."""
-    return label_order(model.config.extra.get("id2label"), model.source_dir, processor, role, allow_remap)
-
-
-def label_order(id2label, source, processor, role, allow_remap):
-    """label_permutation for a model's id2label dict (model directory or .onnx file `source`)."""
-    if processor.is_regression or not id2label:
-        return None
-    names = [str(id2label[k]) for k in sorted(id2label, key=int)]
-    if all(n == f"LABEL_{i}" for i, n in enumerate(names)) or names == list(processor.labels):
-        return None
-    if sorted(names) != sorted(processor.labels):
-        raise ValueError(f"{role} {source}: its labels {names} are not the {processor.task} labels "
-                         f"{processor.labels}: was it fine-tuned on another task?")
-    if not allow_remap:
-        raise ValueError(f"{role} {source}: label order {names} differs from the task's {processor.labels}; "
-                         "pass --remap_teacher_labels to reorder its logits")
-    return np.array([names.index(label) for label in processor.labels])
-
-
 def load_models(student_dir, teacher_dir, processor, device, allow_untrained_teacher=False):
     """(teacher or None, student) on `device`; the student records the task's label order."""
     teacher = None
@@ -232,7 +208,7 @@ def load_models(student_dir, teacher_dir, processor, device, allow_untrained_tea
                                        trainable_only_alone=teacher is not None)
     if teacher is not None:
         check_same_vocabulary(teacher_dir, teacher.config, student_dir, student.config)
-    label_permutation(student, processor, "student", allow_remap=False)
+    inference.label_permutation(student, processor, "student", allow_remap=False)
     if not processor.is_regression:  # every saved model records its label order
         student.config.extra["id2label"] = {str(i): str(label) for i, label in enumerate(processor.labels)}
         student.config.extra["label2id"] = {str(label): i for i, label in enumerate(processor.labels)}
@@ -310,7 +286,7 @@ class Teacher:
     def __init__(self, model, processor, device, dtype="fp32", remap_labels=False):
         self.model, self.device = model, device
         self.autocast = dtype == "bf16"
-        self.perm = label_permutation(model, processor, "teacher", remap_labels)
+        self.perm = inference.label_permutation(model, processor, "teacher", remap_labels)
 
     def __call__(self, b, need_internals=True):
         with flow.no_grad():
@@ -393,13 +369,7 @@ class Losses:
 # ----------------------------------------------------------------------------------------------
 def predict(model, features, batch_size, device):
     """Logits for every example (inference.py's batched, fused-attention path), and examples/s."""
-    return timed_logits(inference.ModelRunner(model, flow, device), features, batch_size)
-
-
-def timed_logits(runner, features, batch_size):
-    start = time.perf_counter()
-    out = inference.predict_logits(runner, features, batch_size)
-    return out, len(features) / max(time.perf_counter() - start, 1e-9)
+    return inference.timed_logits(inference.ModelRunner(model, flow, device), features, batch_size)
 
 
 def evaluate(task, model, features, batch_size, device, losses=None):
@@ -420,64 +390,6 @@ def evaluate(task, model, features, batch_size, device, losses=None):
     model.train()
     preds = logits if processor.is_regression else logits.argmax(-1)
     return dict(glue.compute_metrics(task, preds, features.label_ids), inference_examples_per_s=speed)
-
-
-@dataclass
-class Evaluated:
-    """What --do_eval/--do_predict run: a model directory on this backend, or an .onnx file."""
-    runner: object
-    tokenizer: object
-    parameters: int
-    size_mb: float          # fp32 weights (the original's modelSize), or the .onnx file's size
-    engine: str
-
-
-def load_evaluated(path, processor, device):
-    if inference.is_onnx(path):
-        student = inference.load_student(path)
-        if student.runner.num_labels != processor.num_labels:
-            raise ValueError(f"{path}: {student.runner.num_labels} outputs; task {processor.task} has "
-                             f"{processor.num_labels} labels")
-        if not student.is_regression:
-            label_order({str(i): n for i, n in enumerate(student.labels)}, path, processor, "model", allow_remap=False)
-        return Evaluated(student.runner, student.tokenizer, inference.onnx_parameters(path),
-                         round(os.path.getsize(path) / 2 ** 20, 2), student.engine)
-    model = teachers.load_classifier(path, processor.num_labels, modeling, fit_size=None).to(device)
-    label_permutation(model, processor, "model", allow_remap=False)
-    return evaluated_model(model, checkpoint.load_tokenizer(path), device)
-
-
-def evaluated_model(model, tokenizer, device):
-    params = modeling.count_parameters(model)
-    return Evaluated(inference.ModelRunner(model, flow, device), tokenizer, params, round(params * 4 / 2 ** 20, 2),
-                     flow.__name__)
-
-
-def results_json(task, evaluated, model_path, features, batch_size):
-    """The original's keys (accuracy, MCC, precision, recall, f_1, modelSize MB, reasoningTime
-    examples/s) plus the task's own metrics."""
-    processor = glue.get_processor(task)
-    logits, speed = timed_logits(evaluated.runner, features, batch_size)
-    names = ["pearson", "spearman", "corr"] if processor.is_regression else ["acc", "mcc", "precision", "recall", "f1"]
-    preds = logits if processor.is_regression else logits.argmax(-1)
-    m = glue.compute_metrics(task, preds, features.label_ids, names=names)
-    m.update(glue.compute_metrics(task, preds, features.label_ids))
-    renamed = {"acc": "accuracy", "mcc": "MCC", "f1": "f_1"}
-    out = {renamed.get(k, k): round(v, 6) for k, v in m.items()}
-    out.update(task=processor.task, best_metric=glue.best_metric_name(task),
-               num_examples=len(features), parameters=evaluated.parameters, modelSize=evaluated.size_mb,
-               reasoningTime=round(speed, 1), backend=evaluated.engine,
-               model_dir=os.path.relpath(model_path))  # published results carry no absolute path of this machine
-    return out
-
-
-def write_results(output_dir, results):
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, RESULTS_NAME)
-    checkpoint.write_text_atomic(path, json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
-    print(f"wrote {path}")
-    return results
 
 
 # ----------------------------------------------------------------------------------------------
@@ -526,11 +438,11 @@ def main(argv=None):
     mode, recipe = args.mode, args.recipe
     keep_best = mode.scored and args.selection is Selection.DEV
     if mode is Mode.EVAL:
-        evaluated = load_evaluated(args.student_model, processor, device)
+        evaluated = inference.load_evaluated(args.student_model, processor, device, args.backend)
         results = {}
         if args.do_eval:
             dev = glue.load_features(args.data_dir, args.task_name, "dev", evaluated.tokenizer, args.max_seq_length)
-            results = write_results(args.output_dir, results_json(args.task_name, evaluated, args.student_model,
+            results = inference.write_results(args.output_dir, inference.results_json(args.task_name, evaluated, args.student_model,
                                                                   dev, args.eval_batch_size))
         if args.do_predict:
             paths = glue.write_submissions(args.task_name, args.data_dir, args.output_dir, lambda examples: (
@@ -586,9 +498,9 @@ def main(argv=None):
     if mode.scored:
         best = teachers.load_classifier(args.output_dir, processor.num_labels, modeling, fit_size=None,
                                         verbose=False).to(device)
-        results = results_json(args.task_name, evaluated_model(best, tokenizer, device), args.output_dir, dev,
+        results = inference.results_json(args.task_name, inference.evaluated_model(best, tokenizer, flow, device), args.output_dir, dev,
                                args.eval_batch_size)
-        write_results(args.output_dir, dict(results, model_selection=args.selection.value))
+        inference.write_results(args.output_dir, dict(results, model_selection=args.selection.value))
     print(f"done: {state['step']} steps; model in {args.output_dir}")
     return state
 

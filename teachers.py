@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import backend
 import checkpoint
+import files
 
 flow = backend.framework()  # torch for transformers models; on OneFlow from_pretrained refuses
 
@@ -128,7 +129,7 @@ class AutoClassifier(flow.nn.Module):
         labels = {int(k): v for k, v in self.config.extra.get("id2label", {}).items()}
         if labels:
             self.hf.config.id2label, self.hf.config.label2id = labels, {v: k for k, v in labels.items()}
-        with checkpoint.atomic_dir(directory) as tmp:
+        with files.atomic_dir(directory) as tmp:
             self.hf.save_pretrained(tmp)
             for path in _tokenizer_paths(self.source_dir):
                 checkpoint.copy_file(path, os.path.join(tmp, os.path.basename(path)))
@@ -210,7 +211,7 @@ def write_student(teacher_dir, out_dir, modeling, layers=4, hidden=312, heads=12
         pad_token_id=int(teacher.get("pad_token_id") or 0))
     modeling.flow.manual_seed(seed)
     student = modeling.BertModel(config)  # the encoder alone: fit_dense and classifier come with the stages
-    with checkpoint.atomic_dir(out_dir) as tmp:
+    with files.atomic_dir(out_dir) as tmp:
         config.save(tmp)
         checkpoint.save_safetensors(student.numpy_state_dict(), tmp)
         for path in _tokenizer_paths(teacher_dir):

@@ -2,7 +2,7 @@
 resumable checkpoints, a non-finite-loss guard, and the train_log.csv / curves.png a person reads.
 
 Backend-neutral like modeling.py. A resumable checkpoint is one directory, written all-or-nothing
-(checkpoint.atomic_dir): the model as a model directory (config.json, vocab.txt, model.safetensors),
+(files.atomic_dir): the model as a model directory (config.json, vocab.txt, model.safetensors),
 plus `optimizer`, `scheduler` (framework save, read back without running code), `state.json` (step, epoch,
 position in the epoch, best metric) and `rng.npz` (Python, numpy and framework generators, no pickle).
 """
@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 import backend
 import checkpoint
+import files
 
 flow = backend.framework()
 
@@ -155,7 +156,7 @@ def save_checkpoint(directory, model, optimizer=None, scheduler=None, state=None
                     rng_states=None):
     """Everything needed to continue training, or (optimizer=None) only what inference needs.
     `rng_states`: every rank's rng_state() in a data-parallel job (default: this process's)."""
-    with checkpoint.atomic_dir(directory) as tmp:
+    with files.atomic_dir(directory) as tmp:
         model.save_pretrained(tmp, vocab_file=vocab_file, exclude=exclude)
         if optimizer is not None:
             flow.save(optimizer.state_dict(), os.path.join(tmp, "optimizer"))
@@ -164,7 +165,7 @@ def save_checkpoint(directory, model, optimizer=None, scheduler=None, state=None
             for rank, rng in enumerate(rng_states or [rng_state()]):
                 arrays.update({_rank_key(rank, k): v for k, v in rng.items()})
             checkpoint.save_arrays(os.path.join(tmp, "rng.npz"), arrays)
-        checkpoint.write_text_atomic(os.path.join(tmp, STATE_NAME), json.dumps(state or {}, indent=2) + "\n")
+        files.write_text_atomic(os.path.join(tmp, STATE_NAME), json.dumps(state or {}, indent=2) + "\n")
 
 
 def _rank_key(rank, key):
@@ -360,7 +361,7 @@ class _Run:
         """Start afresh, or (resume) continue the run in out_dir; "finished" when that run had ended."""
         os.makedirs(self.out_dir, exist_ok=True)
         if self.dist.is_main:  # a crash may have cut a checkpoint's swap short, or left temporaries
-            checkpoint.recover_interrupted_writes(self.out_dir)
+            files.recover_interrupted_writes(self.out_dir)
         self.dist.barrier()  # the other ranks read resume/ only once it is whole
         record = read_run_record(self.out_dir) if resume else None
         if record is not None:
@@ -397,7 +398,7 @@ class _Run:
     def write_record(self, finished):
         record = {"run": self.run_info, "finished": finished, "step": self.state["step"],
                   "total_steps": self.plan.total_steps}
-        checkpoint.write_text_atomic(os.path.join(self.out_dir, RUN_NAME), json.dumps(record, indent=2) + "\n")
+        files.write_text_atomic(os.path.join(self.out_dir, RUN_NAME), json.dumps(record, indent=2) + "\n")
 
     def how_to_continue(self):
         """What an interrupted run prints: the step reached, the step it will continue from, and how."""
@@ -563,7 +564,7 @@ class TrainLog:
         for r in self.rows:
             columns += [k for k in r if k not in columns]
         lines = [",".join(columns)] + [",".join(_fmt(r.get(c)) for c in columns) for r in self.rows]
-        checkpoint.write_text_atomic(self.path, "\n".join(lines) + "\n")
+        files.write_text_atomic(self.path, "\n".join(lines) + "\n")
 
     def truncate_after(self, step):
         """Drop rows past `step` (a resumed run repeats them)."""
@@ -615,7 +616,7 @@ class TrainLog:
             ax.set_visible(False)
         fig.tight_layout()
         try:
-            with checkpoint.atomic_file(path) as f:
+            with files.atomic_file(path) as f:
                 fig.savefig(f, format="png", dpi=90)
         finally:
             plt.close(fig)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-import checkpoint
+import files
 
 
 class GloveError(ValueError):
@@ -68,7 +68,7 @@ def _read_glove_cache(cache, stamp):
 def _write_glove_cache(cache, glove, stamp):
     words = np.frombuffer("\n".join(glove.words).encode("utf-8"), np.uint8)
     try:
-        with checkpoint.atomic_file(cache) as f:
+        with files.atomic_file(cache) as f:
             np.savez(f, stamp=stamp, words=words, vectors=glove.vectors)
     except OSError as e:
         print(f"warning: could not write the GloVe cache {cache} ({e}); the next run parses the text again",

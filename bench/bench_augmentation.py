@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import backend  # noqa: E402
 import checkpoint  # noqa: E402
+import files  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
@@ -51,8 +52,8 @@ def parse_args():
 def real_words(tokenizer, basic_tokens):
     """Words of the GLUE files and WikiText under ../shared, and the vocabulary's whole words."""
     found = dict.fromkeys(w for w in tokenizer.get_vocab() if w.isalpha())
-    for folder, _, files in os.walk(SHARED):
-        for name in sorted(files):
+    for folder, _, names in os.walk(SHARED):
+        for name in sorted(names):
             if name.endswith((".tsv", ".raw")):
                 with open(os.path.join(folder, name), encoding="utf-8") as f:
                     for line in f:
@@ -63,7 +64,7 @@ def real_words(tokenizer, basic_tokens):
 def write_glove(path, words, count, dim, seed):
     fill = [f"zzfill{i:06d}" for i in range(max(0, count - len(words)))]
     rng = np.random.default_rng(seed)
-    with checkpoint.atomic_file(path, "w", encoding="utf-8") as f:
+    with files.atomic_file(path, "w", encoding="utf-8") as f:
         for start in range(0, count, 5000):
             block = (words + fill)[start:min(start + 5000, count)]
             values = rng.standard_normal((len(block), dim)).astype(np.float32)

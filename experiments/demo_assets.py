@@ -23,6 +23,7 @@ import backend  # noqa: E402
 
 backend.use("torch")  # weights are written as safetensors: the same on either backend
 import checkpoint  # noqa: E402
+import files  # noqa: E402
 import modeling  # noqa: E402
 import training  # noqa: E402
 
@@ -65,7 +66,7 @@ def make_glove(args):
     table = state["bert.embeddings.word_embeddings.weight"]
     words = [w.rstrip("\n") for w in open(checkpoint.find_vocab(args.source), encoding="utf-8")]
     rows = [(w, table[i]) for i, w in enumerate(words) if w.isalpha() and w.isascii()]
-    with checkpoint.atomic_file(args.out, "w", encoding="utf-8") as f:
+    with files.atomic_file(args.out, "w", encoding="utf-8") as f:
         for w, v in rows:
             f.write(w + " " + " ".join(f"{x:.5f}" for x in v) + "\n")
     print(f"wrote {args.out}: {len(rows)} words x {table.shape[1]} dims")

@@ -37,6 +37,7 @@ backend.use("torch")  # bf16 autocast on the CPU is what makes this minutes; the
 import torch  # noqa: E402
 
 import checkpoint  # noqa: E402
+import files  # noqa: E402
 import modeling  # noqa: E402
 import training  # noqa: E402
 from demo_assets import untrained_head_state  # noqa: E402
@@ -274,7 +275,7 @@ def main(args):
                "layer_lr": args.layer_lr, "batch_size": args.batch_size, "max_seq_length": args.max_seq_length, "dtype": args.dtype,
                "threads": torch.get_num_threads(), "train_seconds": round(train_seconds, 1),
                "encode_seconds": round(encode_seconds, 1), "model": str(model_dir)}
-    checkpoint.write_text_atomic(os.path.join(args.out, "mlm_head_results.json"), json.dumps(results, indent=1) + "\n")
+    files.write_text_atomic(os.path.join(args.out, "mlm_head_results.json"), json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

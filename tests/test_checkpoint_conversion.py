@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import backend
 import checkpoint
+import files
 import convert_bert_pytorch_checkpoint_to_original_tf as pt_to_tf
 import convert_tf_ckpt_to_of as tf_to_of
 from conftest import BACKENDS, ROOT, random_batch, tiny_config_dict
@@ -147,7 +148,7 @@ def tiny(modeling_for, tmp_path):
              "global_step": np.array(7, dtype=np.int64)}
     os.mkdir(tmp_path / "tf")
     checkpoint.save_tf_checkpoint({**tf_state, **slots}, str(tmp_path / "tf"))
-    checkpoint.write_json_atomic(str(tmp_path / "tf" / "bert_config.json"), tiny_config_dict())
+    files.write_json_atomic(str(tmp_path / "tf" / "bert_config.json"), tiny_config_dict())
     return model, tmp_path
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import checkpoint
+import files
 
 
 def test_resolve_model_dir_takes_a_directory_a_known_name_or_models_name(tmp_path, minilm_dir, monkeypatch):
@@ -21,10 +22,10 @@ def test_resolve_model_dir_takes_a_directory_a_known_name_or_models_name(tmp_pat
 
 def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
     path = str(tmp_path / "vectors.npz")
-    checkpoint.write_text_atomic(path, "old\n")
+    files.write_text_atomic(path, "old\n")
     old_umask = os.umask(0o027)
     try:
-        with checkpoint.atomic_file(path) as f:
+        with files.atomic_file(path) as f:
             f.write(b"new")
             assert os.listdir(tmp_path) != ["vectors.npz"]  # written beside, not in place
             with open(path, encoding="utf-8") as reader:
@@ -36,14 +37,14 @@ def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
     assert os.stat(path).st_mode & 0o777 == 0o640  # as open() would make it under this umask, not 0600
 
     with pytest.raises(KeyboardInterrupt):
-        with checkpoint.atomic_file(path, "w", encoding="utf-8") as f:
+        with files.atomic_file(path, "w", encoding="utf-8") as f:
             f.write("half")
             raise KeyboardInterrupt
     with open(path, "rb") as f:
         assert f.read() == b"new"
     assert os.listdir(tmp_path) == ["vectors.npz"]
     with pytest.raises(ValueError, match="mode 'ab' must write a new file"):
-        with checkpoint.atomic_file(path, "ab"):
+        with files.atomic_file(path, "ab"):
             pass
 
 
@@ -69,7 +70,7 @@ def test_an_interrupted_swap_is_finished_before_the_directory_is_used(tmp_path):
     run_dir(a / "run.old-run.tmp-x1", "train_log.csv", "model.safetensors")
     run_dir(a / "run.tmp-x1", "model.safetensors", "state.json")
     (a / "run.tmp-x1" / "model.safetensors").write_text("new")
-    checkpoint.recover_interrupted_writes(str(a / "run"))
+    files.recover_interrupted_writes(str(a / "run"))
     assert sorted(os.listdir(a)) == ["run"]
     assert sorted(os.listdir(a / "run")) == ["model.safetensors", "state.json", "train_log.csv"]
     assert (a / "run" / "model.safetensors").read_text() == "new"  # the newer checkpoint wins
@@ -80,10 +81,10 @@ def test_an_interrupted_swap_is_finished_before_the_directory_is_used(tmp_path):
     run_dir(b / "resume", "model.safetensors")
     run_dir(b / "resume.old-resume.tmp-y2", "optimizer", "rng.npz")
     run_dir(b / "resume.tmp-z3", "model.safetensors")  # a later save that never finished
-    checkpoint.recover_interrupted_writes(str(b))
+    files.recover_interrupted_writes(str(b))
     assert sorted(os.listdir(b)) == ["resume", "train_log.csv"]
     assert sorted(os.listdir(b / "resume")) == ["model.safetensors", "optimizer", "rng.npz"]
-    checkpoint.recover_interrupted_writes(str(tmp_path / "nothing"))  # nothing there: nothing to do
+    files.recover_interrupted_writes(str(tmp_path / "nothing"))  # nothing there: nothing to do
 
 
 def test_model_fingerprint_follows_the_model_not_the_run_beside_it(tmp_path):

@@ -17,6 +17,7 @@ import torch
 
 import backend
 import checkpoint
+import files
 from conftest import BACKENDS, ROOT, bound, tiny_config_dict
 
 FIT_SIZE = 48
@@ -86,8 +87,8 @@ def _trained(name, seed=0):
 
 def _model_dir(directory):
     os.makedirs(directory, exist_ok=True)
-    checkpoint.write_json_atomic(os.path.join(directory, "config.json"), tiny_config_dict(num_labels=3))
-    checkpoint.write_text_atomic(os.path.join(directory, "vocab.txt"), "".join(f"tok{i}\n" for i in range(120)))
+    files.write_json_atomic(os.path.join(directory, "config.json"), tiny_config_dict(num_labels=3))
+    files.write_text_atomic(os.path.join(directory, "vocab.txt"), "".join(f"tok{i}\n" for i in range(120)))
     return directory
 
 
