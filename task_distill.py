@@ -410,7 +410,8 @@ def make_plan(global_batches, grad_accum, epochs, eval_step):
                          grad_accum=grad_accum)
 
 
-def run_record(args, train_data, world, pieces):
+def run_record(mode, task, student_model, teacher_model, data_path, split, train_data, learning_rate, epochs,
+               processes, batch):
     """What a run is made from, kept with it: --resume continues only a run made from the same models
     (path and content), data (where, which split, and the examples themselves) and settings."""
     def model(path):
@@ -418,14 +419,11 @@ def run_record(args, train_data, world, pieces):
     examples = hashlib.sha256()
     for array in (train_data.input_ids, train_data.segment_ids, train_data.label_ids):
         examples.update(np.ascontiguousarray(array).tobytes())
-    return {"mode": args.mode.value, "task": glue.get_processor(args.task_name).task,
-            "student_model": model(args.student_model),
-            "teacher_model": model(args.teacher_model) if args.mode.needs_teacher else None,
-            "data": {"path": os.path.abspath(args.train_data or args.data_dir),
-                     "split": "train_aug" if args.aug_train else "train", "examples": len(train_data),
+    return {"mode": mode.value, "task": glue.get_processor(task).task, "student_model": model(student_model),
+            "teacher_model": model(teacher_model) if mode.needs_teacher else None,
+            "data": {"path": os.path.abspath(data_path), "split": split, "examples": len(train_data),
                      "sha256": examples.hexdigest()},
-            "learning_rate": args.learning_rate, "epochs": args.num_train_epochs,
-            "processes": world, "batch": args.train_batch_size * pieces}
+            "learning_rate": learning_rate, "epochs": epochs, "processes": processes, "batch": batch}
 
 
 def main(argv=None):
@@ -455,8 +453,8 @@ def main(argv=None):
     training.prepare_output_dir(args.output_dir, args.overwrite, args.resume)
     teacher_model, student = load_models(args.student_model, args.teacher_model if mode.needs_teacher else None,
                                          processor, device, args.allow_untrained_teacher)
-    train_data, dev = load_data(args.data_dir, args.train_data, args.task_name,
-                                "train_aug" if args.aug_train else "train", tokenizer, args.max_seq_length,
+    split = "train_aug" if args.aug_train else "train"
+    train_data, dev = load_data(args.data_dir, args.train_data, args.task_name, split, tokenizer, args.max_seq_length,
                                 args.max_train_examples, args.seed)
     accum, pieces = args.gradient_accumulation_steps, dist.world * args.gradient_accumulation_steps
     if dist.is_main:
@@ -479,7 +477,9 @@ def main(argv=None):
     # the reference trains stage 1 at a constant rate, stage 2 and fine-tuning with linear warm-up
     scheduler = training.make_schedule(optimizer, plan.total_steps, args.warmup_proportion,
                                        "constant" if mode is Mode.STAGE1 else "linear")
-    run_info = run_record(args, train_data, dist.world, pieces)
+    run_info = run_record(mode, args.task_name, args.student_model, args.teacher_model, args.train_data or args.data_dir,
+                          split, train_data, args.learning_rate, args.num_train_epochs, dist.world,
+                          args.train_batch_size * pieces)
     if mode.scored and not keep_best:  # recorded only when not the default
         run_info["model_selection"] = args.selection.value
     student.train()
