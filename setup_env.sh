@@ -27,9 +27,11 @@ BACKENDS=${BACKENDS:-$(kind "$recorded")}
 case "$BACKENDS" in
   all)
     requirements=requirements.txt
-    want=$(sha256sum requirements.txt | cut -d' ' -f1) ;;
+    pins=(-c constraints.txt)  # the versions CI installed
+    want=$(cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1) ;;
   torch)
     requirements=requirements-torch.txt
+    pins=()  # any Python >= 3.10, numpy 1 or 2: no one set of versions fits them all
     want="torch:$(sha256sum requirements-torch.txt | cut -d' ' -f1)" ;;
   *)
     echo "setup_env.sh: BACKENDS=$BACKENDS: use BACKENDS=all (OneFlow + PyTorch + TensorFlow) or BACKENDS=torch" >&2
@@ -95,6 +97,6 @@ if [ -n "${TORCH_SPEC:-}" ]; then
   # shellcheck disable=SC2086  # TORCH_SPEC is a list of pip arguments
   "$VENV/bin/python" -m pip install $TORCH_SPEC
 fi
-"$VENV/bin/python" -m pip install -r "$requirements"
+"$VENV/bin/python" -m pip install -r "$requirements" "${pins[@]}"
 echo "$want" > "$stamp"
 echo "setup_env.sh: $VENV ready ($requirements)"
