@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 source scripts_common.sh
 task_name
 
-BERT_DIR=${BERT_DIR:-models/bert-base-uncased}        # a BertForMaskedLM directory (any weight format, see README)
+BERT_DIR=${BERT_DIR:-models/bert-base-uncased}        # a BertForMaskedLM directory (any weight format, see docs/weights.md)
 GLOVE_EMB=${GLOVE_EMB:-glove/glove.840B.300d.txt}     # GloVe text file; a binary cache is written beside it
 GLUE_DIR=${GLUE_DIR:-data/glue_data}                  # GLUE root: one tsv folder per task
 BACKEND=${BACKEND:-oneflow}                           # oneflow | torch
@@ -18,8 +18,8 @@ P=${P:-0.4}                                           # probability of replacing
 EXTRA_ARGS=${EXTRA_ARGS:-}                            # more data_augmentation.py flags (arguments after the wrapper do the same)
 PYTHON=${PYTHON:-}                                    # empty: $VENV/bin/python (VENV default .venv, made by setup_env.sh)
 
-need BERT_DIR "a BERT masked-LM model directory (README: Weight formats)"
-need GLOVE_EMB "a GloVe text file, e.g. glove.840B.300d.txt (README: data augmentation)"
+need BERT_DIR "a BERT masked-LM model directory (docs/weights.md)"
+need GLOVE_EMB "a GloVe text file, e.g. glove.840B.300d.txt (docs/pipeline.md: data augmentation)"
 need_task GLUE_DIR "the GLUE root holding $TASK_NAME/ (python download_glue_data.py --data_dir data/glue_data)"
 use_python
 # shellcheck disable=SC2086  # EXTRA_ARGS is a list of flags

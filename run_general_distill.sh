@@ -22,7 +22,7 @@ EXTRA_ARGS=${EXTRA_ARGS:-}                                 # more general_distil
 PYTHON=${PYTHON:-}                                         # empty: $VENV/bin/python (VENV default .venv, made by setup_env.sh)
 
 need PREGENERATED_DATA "the epoch_N.json directory run_pregenerate_training_data.sh writes"
-need_model BERT_BASE_DIR "a pretrained BERT model directory (README: Weight formats) or all-MiniLM-L6-v2"
+need_model BERT_BASE_DIR "a pretrained BERT model directory (docs/weights.md) or all-MiniLM-L6-v2"
 rerun_args
 use_python
 continue_with "bash run_general_distill.sh (with the same variables)"

@@ -16,7 +16,7 @@ EXTRA_ARGS=${EXTRA_ARGS:-}                           # more pregenerate_training
 PYTHON=${PYTHON:-}                                   # empty: $VENV/bin/python (VENV default .venv, made by setup_env.sh)
 
 for path in $CORPUS; do
-  need CORPUS "corpus files or directories, e.g. WikiText-103 raw with CORPUS_FORMAT=wikitext (README: general distillation)" "$path"
+  need CORPUS "corpus files or directories, e.g. WikiText-103 raw with CORPUS_FORMAT=wikitext (docs/pipeline.md: general distillation)" "$path"
 done
 need_model BERT_BASE_DIR "a BERT model directory with vocab.txt, or all-MiniLM-L6-v2"
 use_python

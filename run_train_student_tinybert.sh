@@ -33,7 +33,7 @@ PYTHON=${PYTHON:-}                                                          # em
 need_task DATA_ROOT "the GLUE root holding $TASK_NAME/ (python download_glue_data.py --data_dir data/glue_data)"
 need FT_BERT_BASE_DIR "the fine-tuned teacher (run_train_teacher.sh writes models/finetuned_teacher/$TASK_NAME)"
 need GENERAL_TINYBERT_DIR "a general TinyBERT: run_general_distill.sh writes models/general_tinybert_4L_312D, the \
-converted download is models/2nd_General_TinyBERT_4L_312D_oneflow (README, stage 2)"
+converted download is models/2nd_General_TinyBERT_4L_312D_oneflow (docs/pipeline.md, stage 2)"
 case "$(realpath -m "$TMP_STUDENT_DIR")/" in
   "$(realpath -m "$STUDENT_DIR")"/*)
     echo "error: TMP_STUDENT_DIR ($TMP_STUDENT_DIR) lies inside STUDENT_DIR ($STUDENT_DIR): stage 2 writes" \

@@ -8,7 +8,7 @@ source scripts_common.sh
 task_name
 
 DATA_ROOT=${DATA_ROOT:-data/glue_data}                     # GLUE root: tsv (data/glue_data) or OFRecord (data/glue_ofrecord)
-BERT_BASE_DIR=${BERT_BASE_DIR:-models/bert-base-uncased}   # pretrained BERT (any weight format, see README)
+BERT_BASE_DIR=${BERT_BASE_DIR:-models/bert-base-uncased}   # pretrained BERT (any weight format, see docs/weights.md)
 TEACHER_DIR=${TEACHER_DIR:-models/finetuned_teacher/$TASK_NAME}  # the fine-tuned teacher is written here
 BACKEND=${BACKEND:-oneflow}                                # oneflow | torch
 GPU=${GPU:-0}                                              # CUDA_VISIBLE_DEVICES
@@ -23,7 +23,7 @@ EXTRA_ARGS=${EXTRA_ARGS:-}                                 # more task_distill.p
 PYTHON=${PYTHON:-}                                         # empty: $VENV/bin/python (VENV default .venv, made by setup_env.sh)
 
 need_task DATA_ROOT "the GLUE root holding $TASK_NAME/ (python download_glue_data.py --data_dir data/glue_data)"
-need BERT_BASE_DIR "a pretrained BERT model directory (README: Weight formats)"
+need BERT_BASE_DIR "a pretrained BERT model directory (docs/weights.md)"
 rerun_args
 use_python
 continue_with "bash run_train_teacher.sh (with the same variables)"

@@ -80,7 +80,7 @@ task_name() {
 }
 
 # general_tinybert: the General TinyBERT the earlier stages left, for GENERAL_TINYBERT_DIR's default:
-# run_general_distill.sh's output or the converted download (README, stage 2); of both, the newer.
+# run_general_distill.sh's output or the converted download (docs/pipeline.md, stage 2); of both, the newer.
 GENERAL_TINYBERT_DIRS="models/general_tinybert_4L_312D models/2nd_General_TinyBERT_4L_312D_oneflow"
 general_tinybert() {
   local dir found=
@@ -129,7 +129,7 @@ continue_with() {
 # launch SCRIPT ARGS...: run a training script as one process, or, when NPROC_PER_NODE or NNODES is
 # above 1, under BACKEND's own launcher (torchrun for torch, oneflow.distributed.launch for oneflow),
 # which starts NPROC_PER_NODE processes on this machine, this machine being NODE_RANK of NNODES,
-# all meeting at MASTER_ADDR:MASTER_PORT. The global batch is BATCH_SIZE x processes (README).
+# all meeting at MASTER_ADDR:MASTER_PORT. The global batch is BATCH_SIZE x processes (docs/wrappers.md).
 launch() {
   local nproc=${NPROC_PER_NODE:-1} nnodes=${NNODES:-1}
   if [ "$nproc" = 1 ] && [ "$nnodes" = 1 ]; then

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The TinyBERT recipe at CPU scale, arm by arm (README "Results"): one teacher (all-MiniLM-L6-v2
+# The TinyBERT recipe at CPU scale, arm by arm (docs/results.md): one teacher (all-MiniLM-L6-v2
 # fine-tuned on a seeded SST-2 train subset), one 3-layer 312-wide student shape, full SST-2 dev.
 #   a  hard labels only (random init)
 #   b  TinyBERT stage 1 (intermediate layers) + stage 2 (prediction layer), random init
@@ -10,8 +10,8 @@
 #   d_long  d with LONG_EPOCHS of stage 2 (from d's stage-1 student): does more time on the augmented data pay?
 # Every step is skipped when its output exists, and an interrupted training step resumes: rerunning
 # this script continues where it stopped. ARMS picks and orders the runs (the decisive ones first).
-#   OUT=/work/exp17 bash experiments/sst2_ablation.sh            # run or continue everything
-#   python experiments/summarize.py --ablation /work/exp17       # the table and plot of what finished
+#   bash experiments/sst2_ablation.sh                                           # run or continue everything
+#   python experiments/summarize.py --ablation experiments/out/sst2_ablation       # the table and plot of what finished
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

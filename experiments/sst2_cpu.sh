@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real, CPU-sized TinyBERT result on SST-2 (README "Results"): a MiniLM-L6 teacher (real pretrained
+# A real, CPU-sized TinyBERT result on SST-2 (docs/results.md): a MiniLM-L6 teacher (real pretrained
 # weights) fine-tuned on SST-2, and a 3-layer 312-hidden student trained (a) on hard labels alone and
 # (b) by two-stage TinyBERT distillation, from the same initialisation, on the same training subset.
 # Then experiments/summarize.py prints the table and plots dev accuracy against training time.
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 GLUE_DIR=${GLUE_DIR:-../shared/glue_data}
 OUT=${OUT:-experiments/out/sst2_cpu}
-BACKEND=${BACKEND:-torch}                 # the faster backend on a CPU (see README: Backends)
+BACKEND=${BACKEND:-torch}                 # the faster backend on a CPU (see docs/backends.md)
 N_TRAIN=${N_TRAIN:-20000}                 # SST-2 train examples used (seeded subset); 67349 for all
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-2}
 STUDENT_EPOCHS=${STUDENT_EPOCHS:-3}       # each stage of distillation, and the hard-label run

@@ -2,8 +2,8 @@
 
     python experiments/summarize.py experiments/out/sst2_cpu                 # the runs of sst2_cpu.sh
     python experiments/summarize.py ROOT --run "teacher=teacher" --run "student=stage1+stage2"
-    python experiments/summarize.py --ablation /work/exp17                   # experiments/sst2_ablation.sh
-    python experiments/summarize.py /work/exp17/glue/SST-2 --aug_examples 5  # sentences before/after augmentation
+    python experiments/summarize.py --ablation experiments/out/sst2_ablation                   # experiments/sst2_ablation.sh
+    python experiments/summarize.py experiments/out/sst2_ablation/glue/SST-2 --aug_examples 5  # sentences before/after augmentation
     python experiments/summarize.py --card experiments/out/glue_card         # experiments/glue_card.sh
 
 Each --run is LABEL=DIR[+DIR...] under ROOT: the stages whose train_log.csv add up to its training
