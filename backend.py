@@ -9,25 +9,20 @@ OneFlow 0.9.0's binary links cuDNN 8 and cuBLAS 11 even on a CPU. Rather than as
 LD_LIBRARY_PATH, we load those libraries from the `nvidia-*-cu11` wheels in the venv, globally,
 before OneFlow is imported.
 
-OneFlow 0.9.0 on a CPU, as it comes, runs BERT 9-20x slower than PyTorch on a recent Intel CPU
-(bench/bench_train_step.py). `_tune_oneflow_cpu` applies four measured settings before OneFlow is
-imported (TINYBERT_ONEFLOW_CPU=none leaves OneFlow as it comes; a variable the user set wins). The
-two main causes:
-- its oneDNN 2.4.3 has no optimised kernel for broadcast binary operations (a [B, L, H] tensor minus
-  a [B, L, 1] one, a comparison with a scalar) and runs its reference one ("ref:any" in
-  DNNL_VERBOSE=1): 90-220 ms for what takes 1-5 ms otherwise, inside every LayerNorm and mask.
-  ONEFLOW_ENABLE_ONEDNN_OPTS=0 sends them to OneFlow's own kernels;
-- its bundled OpenBLAS (cblas_sgemm) is single-threaded and, not knowing this CPU, picks its SSE3
-  "Prescott" kernels (OPENBLAS_VERBOSE=2): about 20 GFLOPS. Forcing OPENBLAS_CORETYPE=Haswell gives
-  60 but leaves the AVX registers' upper halves dirty, which makes glibc's expf in OneFlow's softmax
-  20x slower (15 -> 300 ms), so it is not used; instead `sgemm_interposer.c`, compiled once with
-  `cc` and loaded globally, answers OneFlow's cblas_sgemm calls with PyTorch's MKL sgemm_.
-The third setting, ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD=0, runs kernels on the virtual machine's
-scheduler thread rather than handing each to a worker thread that spins (sched_yield) between them:
-that thread's system time took a core's third from MKL's threads on 2 cores. The fourth,
-OMP_WAIT_POLICY=PASSIVE (read when PyTorch's OpenMP starts, so only when OneFlow comes first): MKL's
-idle threads sleep instead of spinning on the core that OneFlow's single-threaded kernels need
-(stage-1 step at 24 tokens 1.15 -> 0.78 s; at 64 tokens within the noise).
+OneFlow 0.9.0 on a CPU, as it comes, runs BERT many times slower than PyTorch (figures:
+docs/benchmarks.md, bench/bench_train_step.py). `_tune_oneflow_cpu` applies four settings before
+OneFlow is imported (TINYBERT_ONEFLOW_CPU=none leaves OneFlow as it comes; a variable the user set
+wins), each for a cause found by profiling (docs/backends.md says more):
+- ONEFLOW_ENABLE_ONEDNN_OPTS=0: its oneDNN has no optimised kernel for broadcast binary operations
+  (inside every LayerNorm and mask) and runs its reference one; OneFlow's own kernels are faster;
+- OneFlow's cblas_sgemm answered by PyTorch's MKL (`sgemm_interposer.c`, compiled once with `cc` and
+  loaded globally): its bundled OpenBLAS is single-threaded and picks generic SSE3 kernels on CPUs it
+  does not know; forcing a newer core type instead leaves the AVX registers dirty, which slows glibc's
+  expf in OneFlow's softmax;
+- ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD=0: kernels run on the virtual machine's scheduler thread rather
+  than on a worker thread that spins between them and takes CPU from MKL's threads;
+- OMP_WAIT_POLICY=PASSIVE (read when PyTorch's OpenMP starts, so only when OneFlow comes first): MKL's
+  idle threads sleep instead of spinning on the core OneFlow's single-threaded kernels need.
 """
 import argparse
 import atexit
@@ -265,9 +260,9 @@ def cuda_rng(flow):
 def attention_scores(flow):
     """A function (q, k, scale) -> q @ k^T * scale for [B, heads, L, head_size] tensors, with autograd,
     the fastest way the framework has. OneFlow 0.9's matmul copies k^T into a contiguous tensor first,
-    and on a CPU that copy (the innermost dimension moves) takes 7.5 ms of its 9.9 for the student's
-    [32, 12, 64, 26] scores; its batch_matmul reads k transposed and applies the scale itself: 1.0 ms
-    (bench/bench_ops.py). PyTorch's matmul takes the view as it is."""
+    and on a CPU that copy (the innermost dimension moves) is most of the product's time; its
+    batch_matmul reads k transposed and applies the scale itself (bench/bench_ops.py measures both).
+    PyTorch's matmul takes the view as it is."""
     if flow.__name__ != "oneflow":
         return lambda q, k, scale: flow.matmul(q, k.transpose(-1, -2)) * scale
 
