@@ -330,11 +330,11 @@ def test_ofrecord_codec_round_trips_any_columns_without_glue(tmp_path):
         ofrecord.read_split(str(tmp_path / "dev"), required=("ids", "label"))
     with pytest.raises(ofrecord.OFRecordError, match=r"columns of different lengths: \[6, 7\]"):
         ofrecord.write_split(columns + [("x", ofrecord.INT32_LIST, np.zeros((6, 1)))], str(tmp_path / "bad"))
-    # the codec sits below glue and needs no framework: of this project it imports only checkpoint
+    # the codec sits below glue and needs no framework: of this project it imports only the file-writing module
     project = {name[:-3] for name in os.listdir(ROOT) if name.endswith(".py")}
     with open(os.path.join(ROOT, "ofrecord.py"), encoding="utf-8") as fh:
         imported = set(re.findall(r"^(?:import|from) (\w+)", fh.read(), re.M))
-    assert "numpy" in imported and imported & project == {"checkpoint"}
+    assert "numpy" in imported and imported & project == {"files"}
 
 
 def test_ofrecord_round_trip_and_parts(tmp_path):

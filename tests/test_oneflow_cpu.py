@@ -81,7 +81,9 @@ def test_a_bad_setting_is_refused(tmp_path):
 def test_ctrl_c_is_a_keyboard_interrupt_after_importing_oneflow():
     """OneFlow's import sets a SIGINT handler that ends the process silently; backend.py puts Python's back,
     so that an interrupted run can say where it stopped and how to continue."""
-    code = ("import os, signal, sys, time; sys.path.insert(0, sys.argv[1]); import backend\n"
+    # Python's own handler first: a child of a background job inherits SIGINT ignored, and keeps it so
+    code = ("import os, signal, sys, time; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "sys.path.insert(0, sys.argv[1]); import backend\n"
             "backend.framework('oneflow')\n"
             "try:\n    os.kill(os.getpid(), signal.SIGINT); time.sleep(5)\nexcept KeyboardInterrupt:\n"
             "    print('KeyboardInterrupt')\n")
