@@ -69,7 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--logging_steps", type=int, default=50)
     p.add_argument("--save_steps", type=int, default=1000, help="steps between checkpoints in resume/")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--no_cuda", action="store_true")
+    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=True,
+                   help="use CUDA when available (as task_distill.py); --no-gpu forces the CPU")
+    p.add_argument("--no_cuda", dest="gpu", action="store_false", help="the reference's spelling of --no-gpu")
     backend.add_argument(p)
     args = p.parse_args(argv)
     for flag in ("train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "logging_steps",
@@ -283,7 +285,7 @@ def count_steps(epochs, global_batch_size, pieces=1):
 
 def main(argv=None):
     args = parse_args(argv)
-    dist, device = backend.distributed(not args.no_cuda)
+    dist, device = backend.distributed(args.gpu)
     training.set_seed(args.seed + dist.rank)  # each rank its own dropout; the data order is seeded apart
     epochs = find_epochs(args.pregenerated_data, args.num_train_epochs)
     teacher_dir = resolve_model_dir(args.teacher_model)

@@ -50,7 +50,8 @@ def parse_args(argv=None):
                    help="lower-case the text (default: as the model directory's tokenizer says)")
     p.add_argument("--output_dir", default="data/pretrain_data_json")
     p.add_argument("--epochs_to_generate", type=int, default=3)
-    p.add_argument("--max_seq_len", type=int, default=128)
+    p.add_argument("--max_seq_len", "--max_seq_length", dest="max_seq_len", type=int, default=128,
+                   help="tokens per instance (--max_seq_length: the spelling of the other stages)")
     p.add_argument("--short_seq_prob", type=float, default=0.1,
                    help="probability of a shorter instance (less mismatch with short fine-tuning inputs)")
     p.add_argument("--masked_lm_prob", type=float, default=0.0,
