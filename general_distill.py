@@ -131,27 +131,21 @@ class PregeneratedEpoch:
     def __len__(self):
         return len(self.offsets)
 
-    def num_batches(self, batch_size, pieces=1):
-        """Batches of `batch_size` instances; a last one of fewer than `pieces` instances (too few to
-        give every process a piece) is left out."""
-        full, rest = divmod(len(self), batch_size)
-        return full + (rest >= pieces and rest > 0)
-
     def batches(self, batch_size, seed, device, world=1, rank=0, grad_accum=1):
         """fit()'s Epoch for this rank: global batch g is rows order[g*G:(g+1)*G] of a seeded permutation
         (G = batch_size x world x grad_accum), of which this rank trains on its pieces (rank_pieces),
         read and padded to their longest instance only when fit() asks for them."""
         order = np.random.default_rng(seed).permutation(len(self))
         size = batch_size * world * grad_accum
+        count = training.count_batches(len(self), size, world * grad_accum)
 
-        def make(i):
-            g, j = divmod(i, grad_accum)
-            rows = training.rank_pieces(order[g * size:(g + 1) * size], world, rank, grad_accum)[j]
+        def to_batch(rows):
             with open(self.path, "rb") as f:
                 instances = [self.instance(f, int(r)) for r in rows]
             ids, types, mask = (flow.tensor(a, dtype=flow.int64, device=device) for a in pad(instances))
             return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
-        return training.Epoch(self.num_batches(size, world * grad_accum) * grad_accum, make)
+        return training.rank_epoch([order[g * size:(g + 1) * size] for g in range(count)], to_batch,
+                                   world, rank, grad_accum)
 
     def instance(self, f, i):
         f.seek(self.offsets[i])
@@ -276,11 +270,8 @@ def check_lengths(epochs, teacher_config, student_config):
 
 def count_steps(epochs, global_batch_size, pieces=1):
     """Optimizer steps of the run: one per global batch."""
-    steps = 0
-    for _, metrics in epochs:
-        full, rest = divmod(metrics["num_training_examples"], global_batch_size)
-        steps += full + (rest >= pieces and rest > 0)
-    return steps
+    return sum(training.count_batches(metrics["num_training_examples"], global_batch_size, pieces)
+               for _, metrics in epochs)
 
 
 def main(argv=None):

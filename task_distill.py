@@ -269,11 +269,8 @@ def training_epochs(features, batch_size, recipe, seed, device, teacher_logits=N
 
     def epoch_of(epoch):
         order = batches(features, batch_size * pieces, recipe, seed=seed, epoch=epoch, min_rows=pieces)
-
-        def make(i):
-            rows = training.rank_pieces(order[i // grad_accum][0], world, rank, grad_accum)[i % grad_accum]
-            return to_tensors(features, rows, width(features, rows, recipe), device, teacher_logits)
-        return training.Epoch(len(order) * grad_accum, make)
+        return training.rank_epoch([rows for rows, _ in order], lambda rows: to_tensors(
+            features, rows, width(features, rows, recipe), device, teacher_logits), world, rank, grad_accum)
     return epoch_of
 
 

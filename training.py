@@ -323,6 +323,23 @@ def rank_pieces(rows, world=1, rank=0, grad_accum=1):
     return [pieces[j * world + rank] for j in range(grad_accum)]
 
 
+def rank_epoch(global_batches, to_batch, world=1, rank=0, grad_accum=1):
+    """fit()'s Epoch for this rank from an epoch's global batches (arrays of rows): micro-batch i is this
+    rank's piece i % grad_accum of global batch i // grad_accum (rank_pieces), made into tensors by
+    to_batch(rows) only when fit() asks for it. Every stage cuts its global batches this one way."""
+    def make(i):
+        g, j = divmod(i, grad_accum)
+        return to_batch(rank_pieces(global_batches[g], world, rank, grad_accum)[j])
+    return Epoch(len(global_batches) * grad_accum, make)
+
+
+def count_batches(rows, batch_size, min_rows=1):
+    """Batches of `batch_size` out of `rows` in order; a last one of fewer than `min_rows` rows (too few
+    to give every process and accumulation step a piece) is left out."""
+    full, rest = divmod(rows, batch_size)
+    return full + (rest >= min_rows and rest > 0)
+
+
 def _pack(arrays):
     """One uint8 buffer of `arrays` (in key order), to gather over ranks; _unpack reverses it."""
     return np.concatenate([np.ascontiguousarray(arrays[k]).reshape(-1).view(np.uint8) for k in sorted(arrays)])
