@@ -21,6 +21,7 @@ import os
 import random
 import re
 import tempfile
+import time
 from array import array
 
 import numpy as np
@@ -63,6 +64,9 @@ def parse_args(argv=None):
     p.add_argument("--num_workers", type=int, default=os.cpu_count() or 1,
                    help="worker processes; 1 runs everything in this process")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--estimate", action="store_true",
+                   help="from the corpus's first few MiB, print the instances, disk and time the whole run will take "
+                        "on this machine, and write nothing")
     args = p.parse_args(argv)
     for flag in ("epochs_to_generate", "num_workers", "max_predictions_per_seq"):
         if getattr(args, flag) < 1:
@@ -509,23 +513,66 @@ def write_epoch(index, epoch, args, workers):
     return count
 
 
+# --estimate reads this much of the corpus: enough documents for a stable instances-per-byte figure,
+# seconds of work whatever the corpus's size.
+ESTIMATE_BYTES = 4 << 20
+
+
+def corpus_sample(paths, directory, limit):
+    """The first `limit` bytes of the corpus (whole lines) as one file in `directory`; its path and size."""
+    path, size = os.path.join(directory, "sample.txt"), 0
+    with open(path, "wb") as out:
+        for source in paths:
+            with open(source, "rb") as f:
+                for line in f:
+                    if size >= limit:
+                        break
+                    out.write(line)
+                    size += len(line)
+            out.write(b"\n")  # a file's end also ends a document (not the corpus's bytes: not counted)
+    return path, size
+
+
+def estimate(corpus, args, workers, workspace):
+    """Generate the first epoch of a sample of the corpus in memory, time it, and scale to the whole."""
+    total = sum(os.path.getsize(f) for f in corpus)
+    sample, size = corpus_sample(corpus, workspace, ESTIMATE_BYTES)
+    started = time.perf_counter()
+    index = build_index(read_documents([sample], args.corpus_format), workspace, workers)
+    tokenize = time.perf_counter() - started
+    started, count, written = time.perf_counter(), 0, 0
+    for _, n, text in workers.imap(instances_json, epoch_tasks(index, 0, args)):
+        count, written = count + n, written + len(text.encode("utf-8"))
+    generate = time.perf_counter() - started
+    index.close()
+    scale, epochs = total / max(size, 1), args.epochs_to_generate
+    seconds = (tokenize + generate * epochs) * scale
+    print(f"estimate: {' '.join(corpus)} hold {total / 2 ** 20:,.1f} MiB; from its first {size / 2 ** 20:,.1f} MiB, "
+          f"about {count * scale:,.0f} instances ({written * scale / 2 ** 20:,.0f} MiB) per epoch; {epochs} epoch(s): "
+          f"{count * scale * epochs:,.0f} instances, {written * scale * epochs / 2 ** 20:,.0f} MiB in {args.output_dir}, "
+          f"about {seconds / 3600:.1f} h ({seconds:,.0f} s) with {args.num_workers} worker(s) on this machine. Nothing was written.")
+    return {"instances_per_epoch": count * scale, "bytes_per_epoch": written * scale, "seconds": seconds}
+
+
 def main(argv=None):
     args = parse_args(argv)
     model_dir = checkpoint.resolve_model_dir(args.bert_model)
-    files = corpus_files(args.train_corpus)
+    corpus = corpus_files(args.train_corpus)
     os.makedirs(args.output_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".workspace-", dir=args.output_dir) as workspace, \
             Workers(args.num_workers) as workers:
         workers.run_alone(prepare_workspace, model_dir, args.do_lower_case, workspace)
-        with tqdm(total=sum(os.path.getsize(f) for f in files), desc="tokenize", unit="B", unit_scale=True) as bar:
-            index = build_index(read_documents(files, args.corpus_format, bar), workspace, workers)
-        print(f"{' '.join(files)}: {len(index)} documents, {index.num_sentences} sentences, "
+        if args.estimate:
+            return estimate(corpus, args, workers, workspace)
+        with tqdm(total=sum(os.path.getsize(f) for f in corpus), desc="tokenize", unit="B", unit_scale=True) as bar:
+            index = build_index(read_documents(corpus, args.corpus_format, bar), workspace, workers)
+        print(f"{' '.join(corpus)}: {len(index)} documents, {index.num_sentences} sentences, "
               f"{int(index.doc_token_starts[-1])} tokens")
         if len(index) < 2:
             other = ("--corpus_format lines (CORPUS_FORMAT=lines) if it is not WikiText"
                      if args.corpus_format == "wikitext" else
                      "--corpus_format wikitext (CORPUS_FORMAT=wikitext) for WikiText files")
-            raise ValueError(f"{' '.join(files)}: {len(index)} document(s) read as {args.corpus_format}; random next "
+            raise ValueError(f"{' '.join(corpus)}: {len(index)} document(s) read as {args.corpus_format}; random next "
                              f"sentences need at least two. Separate documents with blank lines, or pass {other}")
         for epoch in range(args.epochs_to_generate):
             count = write_epoch(index, epoch, args, workers)

@@ -135,6 +135,27 @@ def test_output_is_seeded_and_the_same_for_any_number_of_workers(corpus, vocab_d
     assert sorted(os.listdir(tmp_path / "two")) == ["epoch_0.json", "epoch_0_metrics.json"]  # no workspace left
 
 
+def test_estimate_writes_nothing_and_matches_the_run_it_foresees(corpus, vocab_dir, minilm_dir, tmp_path, monkeypatch):
+    """--estimate on a corpus smaller than its sample foresees the exact instances and bytes of epoch 0;
+    on a real corpus four times its sample, within a quarter of them; and writes nothing."""
+    est = pregen.main(["--train_corpus", corpus[0], "--bert_model", vocab_dir, "--output_dir", str(tmp_path / "e"),
+                       "--max_seq_len", "32", "--seed", "7", "--num_workers", "1", "--estimate"])
+    assert os.listdir(tmp_path / "e") == []
+    pregenerate(corpus[0], vocab_dir, tmp_path / "run", "--num_workers", "1", "--epochs_to_generate", "1")
+    lines, metrics = read_epoch(tmp_path / "run")
+    assert est["instances_per_epoch"] == metrics["num_training_examples"] == len(lines)
+    assert est["bytes_per_epoch"] == os.path.getsize(tmp_path / "run" / "epoch_0.json")
+    wiki = shared_path("corpus", "wikitext-2-raw", "wiki.valid.raw")
+    monkeypatch.setattr(pregen, "ESTIMATE_BYTES", os.path.getsize(wiki) // 4)
+    args = ["--train_corpus", wiki, "--corpus_format", "wikitext", "--bert_model", minilm_dir, "--num_workers", "1",
+            "--epochs_to_generate", "1"]
+    est = pregen.main(args + ["--output_dir", str(tmp_path / "we"), "--estimate"])
+    pregen.main(args + ["--output_dir", str(tmp_path / "wiki")])
+    real = read_epoch(tmp_path / "wiki")[1]["num_training_examples"]
+    assert 0.75 < est["instances_per_epoch"] / real < 1.25, (est, real)
+    assert 0.75 < est["bytes_per_epoch"] / os.path.getsize(tmp_path / "wiki" / "epoch_0.json") < 1.25
+
+
 def test_tokenization_equals_the_tokenizer(minilm_dir, tmp_path, monkeypatch):
     """Space-separated chunks, tokenized once each, give the tokenizer's ids for whole sentences."""
     with open(shared_path("corpus", "wikitext-2-raw", "wiki.valid.raw"), encoding="utf-8") as f:
