@@ -564,6 +564,9 @@ def parse_args(argv=None):
     p.add_argument("--candidates", choices=CANDIDATE_KINDS, default="any",
                    help="masked-LM predictions kept: any (the reference's) or words (letters, no stop words)")
     p.add_argument("--p", type=float, default=0.4, help="probability of replacing a word")
+    p.add_argument("--estimate", action="store_true",
+                   help="augment the first examples in memory and print the rows, disk and time of the whole run "
+                        "on this machine; write nothing")
     p.add_argument("--glove_vocab_size", type=int, default=100000, help="GloVe rows to read (0: all)")
     p.add_argument("--output", help="default: train_aug.tsv beside train.tsv")
     p.add_argument("--seed", type=int, default=42)
@@ -635,7 +638,7 @@ def main(argv=None):
     task_dir = os.path.join(args.glue_dir, processor.dir_name)
     train_path = processor.split_path(task_dir, "train")
     out_path = args.output or processor.split_path(task_dir, "train_aug")
-    if os.path.exists(out_path) and not args.overwrite:
+    if os.path.exists(out_path) and not (args.overwrite or args.estimate):  # an estimate writes nothing
         raise AugmentError(f"{out_path} exists; pass --overwrite to write it again")
     args.N = TASK_N.get(processor.task, DEFAULT_N) if args.N is None else args.N
     device = backend.device(args.gpu)
@@ -648,6 +651,8 @@ def main(argv=None):
     glove = load_glove(args.glove_embs, args.glove_vocab_size)
     augmentor = Augmentor(model, tokenizer, glove, args.M, device, args.batch_tokens or default_tokens,
                           reference_mode=args.reference_mode, candidates=args.candidates)
+    if args.estimate:
+        return estimate(augmentor, train_path, out_path, processor, args.N, args.p, args.seed)
     print(f"augmenting {train_path}: N={args.N} M={args.M} p={args.p} seed={args.seed}, {len(glove.words)} GloVe words, "
           f"backend {backend.name()} on {device}")
     start = time.time()
@@ -659,6 +664,26 @@ def main(argv=None):
         print(f"merged the {args.shards} shards into {out_path}" if merge_shards(out_path, args.shards) else
               f"shard {args.shard} of {args.shards} done; the last shard to finish merges them into {out_path}")
     return out_path
+
+
+# --estimate augments this many training examples in memory: enough for a stable rows-per-example figure,
+# seconds to a few minutes whatever the task's size.
+ESTIMATE_EXAMPLES = 200
+
+
+def estimate(augmentor, train_path, out_path, processor, N, p, seed):
+    """Augment the first training examples in memory, time it, and scale to the whole file."""
+    header, rows = read_train(train_path, processor)
+    sample = rows[:ESTIMATE_EXAMPLES]
+    started = time.perf_counter()
+    lines = augment_rows(augmentor, sample, processor.text_columns, N, p, seed, 0)
+    seconds = time.perf_counter() - started
+    scale = len(rows) / max(len(sample), 1)
+    size = sum(len(line.encode("utf-8")) for line in lines) * scale + len((header or "").encode("utf-8"))
+    print(f"estimate: {train_path} holds {len(rows):,} examples; from its first {len(sample):,}, {out_path} will "
+          f"hold about {len(lines) * scale:,.0f} rows ({size / 2 ** 20:,.1f} MiB), written in about "
+          f"{seconds * scale / 3600:.1f} h ({seconds * scale:,.0f} s) on this machine. Nothing was written.")
+    return {"rows": len(lines) * scale, "bytes": size, "seconds": seconds * scale}
 
 
 def report(augmentor, examples, written, seconds, out_path):

@@ -233,6 +233,18 @@ def read(path):
         return f.read()
 
 
+def test_estimate_foresees_the_rows_and_bytes_and_writes_nothing(tmp_path, mlm_dir, glove_path, monkeypatch):
+    task_slice(tmp_path, "SST-2", 8)
+    est = run(mlm_dir, glove_path, tmp_path, "SST-2", "--N", "6", "--estimate")
+    assert sorted(os.listdir(tmp_path / "SST-2")) == ["dev.tsv", "train.tsv"]
+    out = run(mlm_dir, glove_path, tmp_path, "SST-2", "--N", "6")
+    written = read(out)
+    assert est["rows"] == len(written.decode().splitlines()) - 1 and est["bytes"] == len(written)  # - the header
+    monkeypatch.setattr(da, "ESTIMATE_EXAMPLES", 4)  # half the file: the rows of the first four, doubled
+    half = run(mlm_dir, glove_path, tmp_path, "SST-2", "--N", "6", "--estimate")
+    assert 0.5 * est["rows"] < half["rows"] < 1.5 * est["rows"] and half["rows"] % 2 == 0
+
+
 @pytest.mark.parametrize("task,rows", [("SST-2", 8), ("MRPC", 4), ("CoLA", 5)])
 def test_train_aug_rows_replace_only_candidate_words(tmp_path, mlm_dir, glove_path, tokenizer, task, rows):
     task_slice(tmp_path, task, rows)
