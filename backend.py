@@ -9,27 +9,14 @@ OneFlow 0.9.0's binary links cuDNN 8 and cuBLAS 11 even on a CPU. Rather than as
 LD_LIBRARY_PATH, we load those libraries from the `nvidia-*-cu11` wheels in the venv, globally,
 before OneFlow is imported.
 
-OneFlow 0.9.0 on a CPU, as it comes, runs BERT many times slower than PyTorch (figures:
-docs/benchmarks.md, bench/bench_train_step.py). `_tune_oneflow_cpu` applies four settings before
-OneFlow is imported (TINYBERT_ONEFLOW_CPU=none leaves OneFlow as it comes; a variable the user set
-wins), each for a cause found by profiling (docs/backends.md says more):
-- ONEFLOW_ENABLE_ONEDNN_OPTS=0: its oneDNN has no optimised kernel for broadcast binary operations
-  (inside every LayerNorm and mask) and runs its reference one; OneFlow's own kernels are faster;
-- OneFlow's cblas_sgemm answered by PyTorch's MKL (`sgemm_interposer.c`, compiled once with `cc` and
-  loaded globally): its bundled OpenBLAS is single-threaded and picks generic SSE3 kernels on CPUs it
-  does not know; forcing a newer core type instead leaves the AVX registers dirty, which slows glibc's
-  expf in OneFlow's softmax;
-- ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD=0: kernels run on the virtual machine's scheduler thread rather
-  than on a worker thread that spins between them and takes CPU from MKL's threads;
-- OMP_WAIT_POLICY=PASSIVE (read when PyTorch's OpenMP starts, so only when OneFlow comes first): MKL's
-  idle threads sleep instead of spinning on the core OneFlow's single-threaded kernels need.
+OneFlow 0.9.0 on a CPU, as it comes, runs BERT several times slower than PyTorch; `oneflow_cpu.py`
+applies its CPU settings before OneFlow is imported (TINYBERT_ONEFLOW_CPU=none leaves OneFlow as it comes).
 """
 import argparse
 import atexit
 import contextlib
 import ctypes
 import glob
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -40,6 +27,8 @@ import sys
 import threading
 
 import numpy as np
+
+import oneflow_cpu
 
 BACKENDS = ("oneflow", "torch")
 DEFAULT = "oneflow"
@@ -128,59 +117,15 @@ def _preload_oneflow_libraries():
                     pass  # a wheel of another CUDA major version; OneFlow's import says what is missing
 
 
-ONEFLOW_CPU_ENV = "TINYBERT_ONEFLOW_CPU"  # auto (default): the settings below; none: OneFlow as it comes
-INTERPOSER_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sgemm_interposer.c")
-oneflow_cpu = {"matmul": "not set up yet"}  # what _tune_oneflow_cpu did (logs, tests, benches)
-
-
-def _build_interposer():
-    """Path of sgemm_interposer.c compiled to a shared library (cached by its source's hash)."""
-    with open(INTERPOSER_SOURCE, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:12]
-    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tinybert")
-    out = os.path.join(cache, f"sgemm_interposer-{digest}.so")
-    if os.path.isfile(out):
-        return out
-    cc = shutil.which(os.environ.get("CC") or "cc")
-    if cc is None:
-        raise OSError("no C compiler (cc) on PATH to build sgemm_interposer.c")
-    os.makedirs(cache, exist_ok=True)
-    tmp = f"{out}.tmp-{os.getpid()}"
-    done = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", tmp, INTERPOSER_SOURCE], capture_output=True, text=True)
-    if done.returncode:
-        raise OSError(f"{cc} could not build {INTERPOSER_SOURCE}: {done.stderr.strip()[-300:]}")
-    os.replace(tmp, out)  # whole or absent, even with several processes building at once
-    return out
+ONEFLOW_CPU_ENV = oneflow_cpu.ENV
+oneflow_cpu_applied = oneflow_cpu.applied  # what the OneFlow CPU settings did (logs, tests, benches)
 
 
 def _tune_oneflow_cpu():
-    """OneFlow's CPU settings (module docstring); call before `import oneflow`. Records what it did in
-    `oneflow_cpu`; says on stderr when the faster matrix products could not be set up, and why."""
-    mode = os.environ.get(ONEFLOW_CPU_ENV, "auto")
-    if mode not in ("auto", "none"):
-        raise BackendError(f"{ONEFLOW_CPU_ENV}={mode}: use auto or none")
-    if mode == "none":
-        oneflow_cpu.update(matmul="OneFlow's own OpenBLAS")
-        return
-    for key, value in (("ONEFLOW_ENABLE_ONEDNN_OPTS", "0"), ("ONEFLOW_VM_COMPUTE_ON_WORKER_THREAD", "0"),
-                       ("OMP_WAIT_POLICY", "PASSIVE")):
-        os.environ.setdefault(key, value)  # a value the user set wins
-        oneflow_cpu[key] = os.environ[key]
     try:
-        import torch  # noqa: F401  (its MKL does the products; loaded before OneFlow on purpose)
-        torch_cpu = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
-        sgemm = ctypes.cast(torch_cpu.sgemm_, ctypes.c_void_p).value
-        library = _build_interposer()
-        interposer = ctypes.CDLL(library, mode=ctypes.RTLD_GLOBAL)
-        interposer.tinybert_set_sgemm(ctypes.c_void_p(sgemm))
-    except (ImportError, OSError, AttributeError) as e:
-        oneflow_cpu["matmul"] = f"OneFlow's own OpenBLAS ({e})"
-        print(f"backend: OneFlow's CPU matrix products stay on its single-threaded OpenBLAS, several times "
-              f"slower: {e}", file=sys.stderr)
-        return
-    interposer.tinybert_sgemm_calls.restype = ctypes.c_long
-    oneflow_cpu.update(matmul="PyTorch's MKL sgemm_ (sgemm_interposer.c)", library=library,
-                       calls=interposer.tinybert_sgemm_calls)
+        oneflow_cpu.tune()
+    except oneflow_cpu.BadSetting as e:
+        raise BackendError(str(e)) from None
 
 
 @contextlib.contextmanager

@@ -11,9 +11,9 @@ the median of --steps of:
 - stage 1: the teacher's forward (no gradient, attention scores and hidden states) then the student's
   forward, att_loss + rep_loss, backward, AdamW (task_distill.py --intermediate_distill);
 - infer student / infer teacher: a forward pass without gradient, logits only.
-OneFlow runs twice: as it comes (TINYBERT_ONEFLOW_CPU=none) and with backend.py's CPU settings
+OneFlow runs twice: as it comes (TINYBERT_ONEFLOW_CPU=none) and with oneflow_cpu.py's settings
 (oneDNN's broadcast kernels off, kernels on the scheduler thread, matrix products through
-sgemm_interposer.c, OpenMP threads that sleep when idle; see backend.py).
+sgemm_interposer.c, small ones on one thread, OpenMP threads that sleep when idle).
 A batch is --batch sentences of --seq tokens, no padding. Each row also gives the process's CPU
 seconds per wall second (user, system): system time is time the kernel spent, e.g. on threads that
 spin. Figures, not a test: nothing here passes or fails.
@@ -28,6 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import backend  # noqa: E402  (only its names here: each child process binds its own framework)
+import oneflow_cpu  # noqa: E402
 
 
 def child(name, steps, batch, seq):
@@ -92,7 +93,11 @@ def child(name, steps, batch, seq):
                           system=(cpu1.system - cpu0.system) / wall)
     out["threads"] = len(os.listdir("/proc/self/task"))
     if name == "oneflow":
-        out["matmul"] = backend.oneflow_cpu["matmul"]
+        applied = backend.oneflow_cpu_applied
+        out["matmul"] = applied["matmul"]
+        if "single_below" in applied:
+            out["matmul"] += (f"; on one thread below m*n*k = {applied['single_below']} "
+                              f"({applied['single_below_source']})")
     print("RESULT " + json.dumps(out))
 
 
@@ -112,7 +117,7 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq", type=int, default=64)
     p.add_argument("--oneflow_env", choices=["both", "none", "tuned"], default="both",
-                   help="OneFlow as it comes (none), with backend.py's CPU settings (tuned), or both")
+                   help="OneFlow as it comes (none), with oneflow_cpu.py's settings (tuned), or both")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -125,10 +130,11 @@ def main():
     if args.oneflow_env in ("both", "none"):
         runs.append(("oneflow, as it comes", "oneflow", dict(base, **{backend.ONEFLOW_CPU_ENV: "none"})))
     if args.oneflow_env in ("both", "tuned"):
-        runs.append(("oneflow, backend.py settings", "oneflow", base))
+        runs.append(("oneflow, oneflow_cpu.py settings", "oneflow", base))
     results = {label: run_child(name, env, args) for label, name, env in runs}
     kinds = ["finetune", "stage 1", "infer student", "infer teacher"]
-    print(f"\nbatch {args.batch} x {args.seq} tokens, median of {args.steps} steps, {os.cpu_count()} CPUs")
+    print(f"\nbatch {args.batch} x {args.seq} tokens, median of {args.steps} steps, {os.cpu_count()} CPUs "
+          f"({oneflow_cpu.cpu_model()})")
     print("| run | " + " | ".join(f"{k} (s)" for k in kinds) + " | CPU user+sys per wall s | threads |")
     print("|---" * (len(kinds) + 3) + "|")
     torch_row = results["torch"]
