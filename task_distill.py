@@ -483,14 +483,17 @@ def main(argv=None):
     state = training.fit(
         student, training_epochs(train_data, args.train_batch_size, recipe, args.seed, device, teacher_logits,
                                  dist.world, dist.rank, accum),
-        losses, optimizer, scheduler, args.output_dir, plan, precision=precision,
-        eval_fn=functools.partial(evaluate, args.task_name, student, dev, args.eval_batch_size, device,
-                                  None if mode.scored else dataclasses.replace(losses, student=student)),
-        best_metric=glue.best_metric_name(args.task_name) if keep_best else None,
-        resume=args.resume, keep_resume=not args.serve_for_online,
-        run_info=run_info,
-        exclude=("fit_dense.",) if args.serve_for_online else (), desc=mode.value, dist=dist)
-    if not dist.is_main or state.get("finished_before"):
+        losses, optimizer, scheduler, plan,
+        # --serve_for_online: the kept model without fit_dense (only distillation uses it), and no resume state
+        training.Saving(args.output_dir, exclude=("fit_dense.",) if args.serve_for_online else (),
+                        keep_resume=not args.serve_for_online),
+        precision=precision,
+        evaluation=training.Evaluation(
+            functools.partial(evaluate, args.task_name, student, dev, args.eval_batch_size, device,
+                              None if mode.scored else dataclasses.replace(losses, student=student)),
+            best_metric=glue.best_metric_name(args.task_name) if keep_best else None),
+        resume=args.resume, run_info=run_info, desc=mode.value, dist=dist)
+    if not dist.is_main or state.finished_before:
         return state
     if mode.scored:
         best = teachers.load_classifier(args.output_dir, processor.num_labels, modeling, fit_size=None,
@@ -498,7 +501,7 @@ def main(argv=None):
         results = inference.results_json(args.task_name, inference.evaluated_model(best, tokenizer, flow, device), args.output_dir, dev,
                                args.eval_batch_size)
         inference.write_results(args.output_dir, dict(results, model_selection=args.selection.value))
-    print(f"done: {state['step']} steps; model in {args.output_dir}")
+    print(f"done: {state.step} steps; model in {args.output_dir}")
     return state
 
 

@@ -84,7 +84,7 @@ def test_two_stage_distillation_end_to_end(teacher, sst2, vocab, tmp_path, model
     out = run("--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
               "--student_model", tmp_path / "tmp", "--output_dir", tmp_path / "student", "--num_train_epochs", 2,
               "--learning_rate", 1e-3, "--eval_step", 2, "--serve_for_online")
-    assert out["step"] == 6
+    assert out.step == 6
     results = json.load(open(tmp_path / "student" / "results_eval.json"))
     log = open(tmp_path / "student" / "train_log.csv").read().splitlines()
     accs = [float(line.split(",")[log[0].split(",").index("dev_acc")]) for line in log[1:]]
@@ -189,7 +189,7 @@ def test_untrained_teacher_is_refused(sst2, vocab, tmp_path):
     with pytest.raises(ValueError, match="has no classifier: it was never fine-tuned on sst-2"):
         run(*argv)
     state = run(*argv, "--allow_untrained_teacher", "--overwrite")
-    assert state["step"] == 3  # 96 examples / 32: it trained a whole epoch against the untrained teacher
+    assert state.step == 3  # 96 examples / 32: it trained a whole epoch against the untrained teacher
     assert json.load(open(tmp_path / "out" / "results_eval.json"))["num_examples"] == 48
 
 
