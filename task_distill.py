@@ -252,9 +252,11 @@ def width(features, rows, recipe=OURS):
 
 
 def to_tensors(features, index, width, device, teacher_logits=None):
+    """A batch under the keys of every stage's batches (general_distill.py's too): the models' argument
+    names, not the OFRecord column names glue.Features keeps."""
     cut = lambda a: flow.tensor(a[index, :width].astype(np.int64), device=device)
-    out = {"input_ids": cut(features.input_ids), "segment_ids": cut(features.segment_ids),
-           "input_mask": cut(features.input_mask)}
+    out = {"input_ids": cut(features.input_ids), "token_type_ids": cut(features.segment_ids),
+           "attention_mask": cut(features.input_mask)}
     labels = features.label_ids[index]
     out["labels"] = flow.tensor(labels, dtype=flow.float32 if labels.dtype.kind == "f" else flow.int64, device=device)
     if teacher_logits is not None:
@@ -289,13 +291,13 @@ class Teacher:
         with flow.no_grad():
             if self.autocast:
                 with flow.autocast(self.device.split(":")[0], dtype=flow.bfloat16):
-                    logits, atts, reps = self.model(b["input_ids"], b["segment_ids"], b["input_mask"],
+                    logits, atts, reps = self.model(b["input_ids"], b["token_type_ids"], b["attention_mask"],
                                                     output_attentions=need_internals)
                 logits = logits.float()
                 atts = [a.float() for a in atts] if need_internals else atts
                 reps = [r.float() for r in reps]
             else:
-                logits, atts, reps = self.model(b["input_ids"], b["segment_ids"], b["input_mask"],
+                logits, atts, reps = self.model(b["input_ids"], b["token_type_ids"], b["attention_mask"],
                                                 output_attentions=need_internals)
         if self.perm is not None:
             logits = logits[:, flow.tensor(self.perm, device=logits.device)]
@@ -336,7 +338,7 @@ class Losses:
 
     def __call__(self, b):
         internals = self.mode.intermediate
-        logits, atts, reps = self.student(b["input_ids"], b["segment_ids"], b["input_mask"], is_student=internals,
+        logits, atts, reps = self.student(b["input_ids"], b["token_type_ids"], b["attention_mask"], is_student=internals,
                                           output_attentions=internals)
         terms = {}
         if self.mode is Mode.FINETUNE:
@@ -346,7 +348,7 @@ class Losses:
             t_logits = b.get("teacher_logits")
             if internals or t_logits is None:
                 t_logits, t_atts, t_reps = self.teacher(b, internals)
-            mask = b["input_mask"] if self.recipe.masked_means else None
+            mask = b["attention_mask"] if self.recipe.masked_means else None
             if internals:
                 terms["att_loss"] = self.matching.att_term(atts, t_atts, mask)
                 terms["rep_loss"] = distillation.rep_loss(reps, t_reps, self.matching.layer_map, mask)
