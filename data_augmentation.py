@@ -1,6 +1,6 @@
 """TinyBERT data augmentation: GLUE train.tsv -> train_aug.tsv, words replaced by masked-LM and GloVe candidates.
 
-    python data_augmentation.py --pretrained_bert_model models/bert-base-uncased \\
+    python data_augmentation.py --bert_model models/bert-base-uncased \\
         --glove_embs glove/glove.840B.300d.txt --glue_dir data/glue_data --task_name SST-2
 
 The algorithm is the reference's (huawei-noah TinyBERT data_augmentation.py), so results carry over.
@@ -552,7 +552,10 @@ def merge_shards(out_path, shards):
 # ----------------------------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pretrained_bert_model", required=True, help="BertForMaskedLM model directory (e.g. bert-base-uncased)")
+    # --bert_model as in pregenerate_training_data.py and glue_process.py: the pretrained BERT every stage before
+    # fine-tuning reads; --pretrained_bert_model is the reference's spelling here
+    p.add_argument("--bert_model", "--pretrained_bert_model", dest="bert_model", required=True,
+                   help="BertForMaskedLM model directory (e.g. models/bert-base-uncased)")
     p.add_argument("--glove_embs", required=True, help="GloVe text file (e.g. glove.840B.300d.txt)")
     p.add_argument("--glue_dir", help="GLUE data directory (one folder per task)")
     p.add_argument("--task_name", help="GLUE task: " + ", ".join(glue.PROCESSORS))
@@ -612,15 +615,15 @@ def parse_shard(parser, text):
 def run_settings(args, processor, train_path):
     """What decides the output: a partial file continues only under the same settings."""
     return {"task": processor.task, "train_sha256": file_digest(train_path),
-            "model": os.path.abspath(args.pretrained_bert_model), "glove": os.path.abspath(args.glove_embs),
+            "model": os.path.abspath(args.bert_model), "glove": os.path.abspath(args.glove_embs),
             "glove_vocab_size": args.glove_vocab_size, "N": args.N, "M": args.M, "p": args.p, "seed": args.seed,
             "reference_mode": args.reference_mode, "candidates": args.candidates}
 
 
 def show_candidates(args):
     device = backend.device(args.gpu)
-    tokenizer = checkpoint.load_tokenizer(args.pretrained_bert_model)
-    augmentor = Augmentor(load_masked_lm(args.pretrained_bert_model, device), tokenizer,
+    tokenizer = checkpoint.load_tokenizer(args.bert_model)
+    augmentor = Augmentor(load_masked_lm(args.bert_model, device), tokenizer,
                           load_glove(args.glove_embs, args.glove_vocab_size), args.M, device,
                           reference_mode=args.reference_mode, candidates=args.candidates)
     for words, cands in augmentor.candidates(args.show_candidates):
@@ -646,8 +649,8 @@ def main(argv=None):
         device = f"cuda:{os.environ['LOCAL_RANK']}"
     default_chunk, default_tokens = CPU_BATCHING if device == "cpu" else GPU_BATCHING
     chunk = args.chunk_examples or default_chunk
-    tokenizer = checkpoint.load_tokenizer(args.pretrained_bert_model)
-    model = load_masked_lm(args.pretrained_bert_model, device)
+    tokenizer = checkpoint.load_tokenizer(args.bert_model)
+    model = load_masked_lm(args.bert_model, device)
     glove = load_glove(args.glove_embs, args.glove_vocab_size)
     augmentor = Augmentor(model, tokenizer, glove, args.M, device, args.batch_tokens or default_tokens,
                           reference_mode=args.reference_mode, candidates=args.candidates)

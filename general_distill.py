@@ -308,7 +308,8 @@ def main(argv=None):
     state = training.fit(
         student, pregenerated_epochs(epochs, vocab, args.train_batch_size, args.seed, device, dist.world, dist.rank,
                                      accum),
-        DistillLosses(teacher, dist.wrap(student), layer_map), optimizer, scheduler, args.output_dir, plan,
+        DistillLosses(teacher, dist.wrap(student), layer_map), optimizer, scheduler, plan,
+        training.Saving(args.output_dir, vocab_file=checkpoint.find_vocab(teacher_dir)),
         precision=training.MixedPrecision(False, device, args.max_grad_norm), resume=args.resume,
         run_info={"mode": "general_distill", "layer_map": layer_map, "processes": dist.world,
                   "batch": args.train_batch_size * pieces, "learning_rate": args.learning_rate,
@@ -316,9 +317,9 @@ def main(argv=None):
                   "teacher_model": {"path": os.path.abspath(teacher_dir),
                                     "sha256": checkpoint.model_fingerprint(teacher_dir)},
                   "student_model": args.student_model},
-        vocab_file=checkpoint.find_vocab(teacher_dir), desc="general distillation", dist=dist)
+        desc="general distillation", dist=dist)
     if dist.is_main:
-        print(f"general TinyBERT saved in {args.output_dir} (step {state['step']} of {total_steps})")
+        print(f"general TinyBERT saved in {args.output_dir} (step {state.step} of {total_steps})")
     return state
 
 

@@ -216,6 +216,8 @@ def read_tsv(path, has_header):
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class Features:
+    """A split's examples as arrays, under the names of the OFRecord columns (the reference's, which
+    earlier files hold on disk); a batch made from them takes the models' argument names (iter_batches)."""
     input_ids: np.ndarray    # int32 [N, max_seq_length]
     input_mask: np.ndarray   # int32 [N, max_seq_length], 1 on real tokens
     segment_ids: np.ndarray  # int32 [N, max_seq_length]
@@ -433,13 +435,13 @@ def batch_order(lengths, batch_size, shuffle=False, seed=0, epoch=0, group_by_le
 
 def iter_batches(features, batch_size, shuffle=False, seed=0, epoch=0, group_by_length=False, drop_last=False,
                  group_size=50):
-    """Dicts of numpy arrays (input_ids, input_mask, segment_ids [B, longest in batch], label_ids, index);
-    the order is batch_order's."""
+    """Dicts of numpy arrays (input_ids, token_type_ids, attention_mask [B, longest in batch], labels, index)
+    under the keys every stage's batches use; the order is batch_order's."""
     lengths = features.lengths
     for index in batch_order(lengths, batch_size, shuffle, seed, epoch, group_by_length, drop_last, group_size):
         width = int(lengths[index].max())
-        yield {"input_ids": features.input_ids[index, :width], "input_mask": features.input_mask[index, :width],
-               "segment_ids": features.segment_ids[index, :width], "label_ids": features.label_ids[index],
+        yield {"input_ids": features.input_ids[index, :width], "token_type_ids": features.segment_ids[index, :width],
+               "attention_mask": features.input_mask[index, :width], "labels": features.label_ids[index],
                "index": index}
 
 
@@ -531,6 +533,8 @@ def compute_metrics(task, preds, labels, names=None):
 # ----------------------------------------------------------------------------------------------
 # OFRecord: which features a GLUE record holds (the wire format is ofrecord.py's)
 # ----------------------------------------------------------------------------------------------
+# The feature names on disk: the reference's, which every earlier version wrote too. They stay, so that
+# those files load and OneFlow's own OFRecordReader reads ours; only batches take the models' names.
 RECORD_FEATURES = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real_example")
 
 

@@ -1,7 +1,7 @@
 """GLUE tsv -> OFRecord: OUTPUT_DIR/<TASK>/{train,train_aug,eval,test}/<split>.of_record-<i>, as the original.
 
     python glue_process.py --glue_dir data/glue_data --output_dir data/glue_ofrecord --tasks SST-2,RTE \
-        --model_dir models/bert-base-uncased
+        --bert_model models/bert-base-uncased
 
 The model directory gives vocab.txt and the casing. With --splits auto (the default), every split whose
 tsv file is there is written (MNLI: the mismatched dev/test too); a listed split that is missing is an error.
@@ -46,7 +46,10 @@ def build_parser():
     p.add_argument("--glue_dir", default="data/glue_data", help="folder holding one folder per task (SST-2, ...)")
     p.add_argument("--output_dir", default="data/glue_ofrecord")
     p.add_argument("--tasks", required=True, help="comma list of task names, e.g. SST-2,RTE,MNLI")
-    p.add_argument("--model_dir", required=True, help="model directory with the vocab.txt to tokenize with")
+    # --bert_model as in pregenerate_training_data.py and data_augmentation.py; --model_dir, this script's
+    # earlier spelling, still works
+    p.add_argument("--bert_model", "--model_dir", dest="bert_model", required=True,
+                   help="model directory with the vocab.txt to tokenize with")
     p.add_argument("--do_lower_case", choices=["auto", "true", "false"], default="auto",
                    help="auto: as the model directory says (or its vocabulary implies)")
     p.add_argument("--max_seq_length", type=int,
@@ -61,7 +64,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     lower = {"auto": None, "true": True, "false": False}[args.do_lower_case]
-    tokenizer = checkpoint.load_tokenizer(args.model_dir, do_lower_case=lower)
+    tokenizer = checkpoint.load_tokenizer(args.bert_model, do_lower_case=lower)
     for task in filter(None, (t.strip() for t in args.tasks.split(","))):
         process_task(task, args, tokenizer)
 

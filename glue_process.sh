@@ -28,5 +28,5 @@ fi
 
 # shellcheck disable=SC2086  # EXTRA_ARGS is a list of flags
 "$PYTHON" glue_process.py --glue_dir "$GLUE_DIR" --output_dir "$OUT_DIR" --tasks "$TASK_NAME" \
-  --model_dir "$MODEL_DIR" ${MAX_SEQ_LENGTH:+--max_seq_length "$MAX_SEQ_LENGTH"} --splits "$SPLITS" \
+  --bert_model "$MODEL_DIR" ${MAX_SEQ_LENGTH:+--max_seq_length "$MAX_SEQ_LENGTH"} --splits "$SPLITS" \
   --num_parts "$NUM_PARTS" $EXTRA_ARGS "$@"

@@ -54,8 +54,11 @@ def parse_args(argv=None):
     p.add_argument("--max_seq_length", type=int, default=128, help="longer inputs are truncated (and counted)")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--num_threads", type=int, help="CPU threads (PyTorch, onnxruntime; default: theirs)")
-    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=False,
-                   help="run a model directory on CUDA when available")
+    # on by default, as in every training stage; None (not given) rather than True, so that main() can say
+    # once on stderr that the GPU was chosen without being asked for: this script used to default to the CPU
+    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
+                   help="run a model directory on CUDA when available (the default; an .onnx file runs on the CPU); "
+                        "--no-gpu forces the CPU")
     backend.add_argument(p)
     args = p.parse_args(argv)
     if args.batch_size < 1:
@@ -193,8 +196,12 @@ def main(argv=None):
         raise InputError(f"--task_name {args.task_name} takes sentence pairs: give a tsv (--input_format tsv)")
     name, lines = read_lines(args.input)
     rows = parse_rows(name, lines, fmt, width if fmt == "tsv" else 1)
-    gpu = args.gpu and not inference.is_onnx(args.model) and backend.framework(args.backend).cuda.is_available()
+    gpu = (args.gpu is not False and not inference.is_onnx(args.model)
+           and backend.framework(args.backend).cuda.is_available())
     device = "cuda" if gpu else "cpu"
+    if gpu and args.gpu is None:
+        print("predict: running the model on the GPU, the default as in the training stages (--no-gpu: the CPU)",
+              file=sys.stderr)
     student = inference.load_student(args.model, args.backend, device, args.num_threads)
     if args.max_seq_length > student.max_positions:
         raise InputError(f"--max_seq_length {args.max_seq_length} exceeds the model's max_position_embeddings "

@@ -24,7 +24,7 @@ need_task GLUE_DIR "the GLUE root holding $TASK_NAME/ (python download_glue_data
 use_python
 # shellcheck disable=SC2086  # EXTRA_ARGS is a list of flags
 CUDA_VISIBLE_DEVICES=$GPU "$PYTHON" data_augmentation.py \
-  --pretrained_bert_model "$BERT_DIR" --glove_embs "$GLOVE_EMB" \
+  --bert_model "$BERT_DIR" --glove_embs "$GLOVE_EMB" \
   --glue_dir "$GLUE_DIR" --task_name "$TASK_NAME" \
   ${N:+--N $N} --M "$M" --p "$P" --backend "$BACKEND" $EXTRA_ARGS "$@"
 echo "next: TASK_NAME=$TASK_NAME bash run_train_teacher.sh, then TASK_NAME=$TASK_NAME AUG_TRAIN=yes bash run_train_student_tinybert.sh"

@@ -88,7 +88,7 @@ $PY general_distill.py --pregenerated_data "$OUT/pretrain_data_json" --teacher_m
   --num_train_epochs "$GD_EPOCHS" --train_batch_size 32 --learning_rate 3e-4 --overwrite
 
 step "3. data augmentation -> train_aug.tsv"
-$PY data_augmentation.py --pretrained_bert_model "$MLM_DIR" --glove_embs "$GLOVE_EMB" \
+$PY data_augmentation.py --bert_model "$MLM_DIR" --glove_embs "$GLOVE_EMB" \
   --glue_dir "$OUT/glue_data" --task_name "$TASK_NAME" --N "$AUG_N" --overwrite $AUG_ARGS
 
 step "4. OFRecord files (the training stages below read them)"

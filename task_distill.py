@@ -252,9 +252,11 @@ def width(features, rows, recipe=OURS):
 
 
 def to_tensors(features, index, width, device, teacher_logits=None):
+    """A batch under the keys of every stage's batches (general_distill.py's too): the models' argument
+    names, not the OFRecord column names glue.Features keeps."""
     cut = lambda a: flow.tensor(a[index, :width].astype(np.int64), device=device)
-    out = {"input_ids": cut(features.input_ids), "segment_ids": cut(features.segment_ids),
-           "input_mask": cut(features.input_mask)}
+    out = {"input_ids": cut(features.input_ids), "token_type_ids": cut(features.segment_ids),
+           "attention_mask": cut(features.input_mask)}
     labels = features.label_ids[index]
     out["labels"] = flow.tensor(labels, dtype=flow.float32 if labels.dtype.kind == "f" else flow.int64, device=device)
     if teacher_logits is not None:
@@ -289,13 +291,13 @@ class Teacher:
         with flow.no_grad():
             if self.autocast:
                 with flow.autocast(self.device.split(":")[0], dtype=flow.bfloat16):
-                    logits, atts, reps = self.model(b["input_ids"], b["segment_ids"], b["input_mask"],
+                    logits, atts, reps = self.model(b["input_ids"], b["token_type_ids"], b["attention_mask"],
                                                     output_attentions=need_internals)
                 logits = logits.float()
                 atts = [a.float() for a in atts] if need_internals else atts
                 reps = [r.float() for r in reps]
             else:
-                logits, atts, reps = self.model(b["input_ids"], b["segment_ids"], b["input_mask"],
+                logits, atts, reps = self.model(b["input_ids"], b["token_type_ids"], b["attention_mask"],
                                                 output_attentions=need_internals)
         if self.perm is not None:
             logits = logits[:, flow.tensor(self.perm, device=logits.device)]
@@ -336,7 +338,7 @@ class Losses:
 
     def __call__(self, b):
         internals = self.mode.intermediate
-        logits, atts, reps = self.student(b["input_ids"], b["segment_ids"], b["input_mask"], is_student=internals,
+        logits, atts, reps = self.student(b["input_ids"], b["token_type_ids"], b["attention_mask"], is_student=internals,
                                           output_attentions=internals)
         terms = {}
         if self.mode is Mode.FINETUNE:
@@ -346,7 +348,7 @@ class Losses:
             t_logits = b.get("teacher_logits")
             if internals or t_logits is None:
                 t_logits, t_atts, t_reps = self.teacher(b, internals)
-            mask = b["input_mask"] if self.recipe.masked_means else None
+            mask = b["attention_mask"] if self.recipe.masked_means else None
             if internals:
                 terms["att_loss"] = self.matching.att_term(atts, t_atts, mask)
                 terms["rep_loss"] = distillation.rep_loss(reps, t_reps, self.matching.layer_map, mask)
@@ -483,14 +485,17 @@ def main(argv=None):
     state = training.fit(
         student, training_epochs(train_data, args.train_batch_size, recipe, args.seed, device, teacher_logits,
                                  dist.world, dist.rank, accum),
-        losses, optimizer, scheduler, args.output_dir, plan, precision=precision,
-        eval_fn=functools.partial(evaluate, args.task_name, student, dev, args.eval_batch_size, device,
-                                  None if mode.scored else dataclasses.replace(losses, student=student)),
-        best_metric=glue.best_metric_name(args.task_name) if keep_best else None,
-        resume=args.resume, keep_resume=not args.serve_for_online,
-        run_info=run_info,
-        exclude=("fit_dense.",) if args.serve_for_online else (), desc=mode.value, dist=dist)
-    if not dist.is_main or state.get("finished_before"):
+        losses, optimizer, scheduler, plan,
+        # --serve_for_online: the kept model without fit_dense (only distillation uses it), and no resume state
+        training.Saving(args.output_dir, exclude=("fit_dense.",) if args.serve_for_online else (),
+                        keep_resume=not args.serve_for_online),
+        precision=precision,
+        evaluation=training.Evaluation(
+            functools.partial(evaluate, args.task_name, student, dev, args.eval_batch_size, device,
+                              None if mode.scored else dataclasses.replace(losses, student=student)),
+            best_metric=glue.best_metric_name(args.task_name) if keep_best else None),
+        resume=args.resume, run_info=run_info, desc=mode.value, dist=dist)
+    if not dist.is_main or state.finished_before:
         return state
     if mode.scored:
         best = teachers.load_classifier(args.output_dir, processor.num_labels, modeling, fit_size=None,
@@ -498,7 +503,7 @@ def main(argv=None):
         results = inference.results_json(args.task_name, inference.evaluated_model(best, tokenizer, flow, device), args.output_dir, dev,
                                args.eval_batch_size)
         inference.write_results(args.output_dir, dict(results, model_selection=args.selection.value))
-    print(f"done: {state['step']} steps; model in {args.output_dir}")
+    print(f"done: {state.step} steps; model in {args.output_dir}")
     return state
 
 

@@ -17,7 +17,8 @@ import shutil
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Callable, Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -250,64 +251,129 @@ class Plan:
         return step == self.total_steps or (every > 0 and step % every == 0)
 
 
-def fit(model, batches, loss_fn, optimizer, scheduler, out_dir, plan, *, precision, eval_fn=None,
-        best_metric=None, resume=False, keep_resume=True, run_info=None, vocab_file=None, exclude=(),
-        desc="train", dist=None):
-    """Train `model` for `plan.total_steps` optimizer steps; returns the final state.
+@dataclass
+class Saving:
+    """What fit() writes into `out_dir`, and what it keeps there at the end.
+
+    `vocab_file` is copied beside every model saved; `exclude`: name prefixes of parameters left out of
+    the kept model (not of the resume state, which must continue training them); `keep_resume`: whether
+    `out_dir/resume` stays once the run has finished (it is what a longer run continues from).
+    """
+    out_dir: str
+    vocab_file: Optional[str] = None
+    exclude: tuple = ()
+    keep_resume: bool = True
+
+
+@dataclass
+class Evaluation:
+    """How fit() scores the model at each evaluation, and which score picks the model kept.
+
+    fn() -> {metric: value}. With `best_metric`, the model kept in out_dir is the one that scored
+    highest on it; without, the latest.
+    """
+    fn: Callable[[], dict]
+    best_metric: Optional[str] = None
+
+
+@dataclass
+class RunState:
+    """Where a run stands: what state.json holds (to_dict/from_dict) and what fit() returns.
+
+    `batch` is the next micro-batch of `epoch`; `interval` sums the loss terms over the steps since the
+    last log row (`steps` counts them); `train_seconds` is the run's wall time across resumes and
+    `pause_seconds` the part of it spent evaluating and saving, left out of the examples/s figure;
+    `run` is the fit's run_info, which a resume must match; `scaler` the fp16 loss scaler's state.
+    `finished_before` is never saved: it says that fit() found this run already finished.
+    """
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+    train_seconds: float = 0.0
+    pause_seconds: float = 0.0
+    examples: int = 0
+    best: Optional[float] = None
+    interval: dict = field(default_factory=lambda: {"steps": 0})
+    run: Optional[dict] = None
+    scaler: Optional[dict] = None
+    finished_before: bool = False
+
+    def to_dict(self):
+        """The JSON object of state.json, with the keys earlier versions wrote (no scaler when not fp16)."""
+        saved = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "finished_before"}
+        if saved["scaler"] is None:
+            del saved["scaler"]
+        return saved
+
+    @classmethod
+    def from_dict(cls, saved):
+        """A RunState from a state.json object, as any version wrote it: earlier versions kept the state
+        as this very dict, the first of them without pause_seconds (which then starts at 0). Keys this
+        version does not know (a newer version's) are left out, so that such a state still resumes."""
+        known = {f.name for f in fields(cls)} - {"finished_before"}
+        state = cls(**{k: v for k, v in saved.items() if k in known})
+        state.interval = dict(state.interval or {})
+        state.interval.setdefault("steps", 0)
+        return state
+
+
+def fit(model, batches, loss_fn, optimizer, scheduler, plan, saving, *, precision, evaluation=None, resume=False,
+        run_info=None, desc="train", dist=None):
+    """Train `model` for `plan.total_steps` optimizer steps; returns the final RunState.
 
     batches(epoch) -> Epoch of micro-batches (dicts of tensors), the same for the same epoch in every
-    run; loss_fn(batch) -> {term: tensor}, 'loss' the one minimised; eval_fn() -> {metric: value}.
-    The model kept in `out_dir`: with `best_metric`, the one that scored best on it (higher is better);
-    otherwise the latest. `out_dir/resume` holds everything to continue at the exact batch (--resume);
-    a fresh run drops an older run's resume state and log first. `run_info` is stored with the state,
-    and a resume under different `run_info` is refused.
+    run; loss_fn(batch) -> {term: tensor}, 'loss' the one minimised. `saving` (Saving) says where the
+    run is written and what is kept; `evaluation` (Evaluation), how it is scored and which model is
+    kept (without one: the latest, never scored). `saving.out_dir/resume` holds everything to continue
+    at the exact batch (--resume); a fresh run drops an older run's resume state and log first.
+    `run_info` is stored with the state, and a resume under different `run_info` is refused.
 
     In a data-parallel job (`dist`, backend.Distributed) `model` is the unwrapped model that rank 0
     evaluates and saves; loss_fn trains through the wrapped one, and batches(epoch) gives this rank's
     micro-batches (rank_pieces). Every rank resumes from the same files, each with its own RNG state.
     """
     dist = dist or backend.Distributed(flow)
-    run = _Run(model, optimizer, scheduler, out_dir, plan, precision, best_metric, run_info or {},
-               vocab_file, exclude, dist, desc)
+    run = _Run(model, optimizer, scheduler, plan, precision, saving, evaluation, run_info or {}, dist, desc)
     if run.start(resume) == "finished":
         return run.state
     try:
-        _train(run, batches, loss_fn, plan, precision, model, optimizer, scheduler, eval_fn)
+        _train(run, batches, loss_fn, plan, precision, model, optimizer, scheduler)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(run.how_to_continue()) from None
-    run.finish(keep_resume)
+    run.finish()
     return run.state
 
 
-def _train(run, batches, loss_fn, plan, precision, model, optimizer, scheduler, eval_fn):
-    bar = tqdm(total=plan.total_steps, initial=run.state["step"], desc=run.desc, unit="step", dynamic_ncols=True,
+def _train(run, batches, loss_fn, plan, precision, model, optimizer, scheduler):
+    state = run.state
+    bar = tqdm(total=plan.total_steps, initial=state.step, desc=run.desc, unit="step", dynamic_ncols=True,
                disable=not run.dist.is_main or None)
-    while run.state["step"] < plan.total_steps:
-        epoch = batches(run.state["epoch"])
+    while state.step < plan.total_steps:
+        epoch = batches(state.epoch)
         if len(epoch) == 0:
-            raise ValueError(f"epoch {run.state['epoch']} has no batches: no training data?")
+            raise ValueError(f"epoch {state.epoch} has no batches: no training data?")
         run.epoch_len = len(epoch)
-        for i in range(run.state["batch"], len(epoch)):
+        for i in range(state.batch, len(epoch)):
             batch = epoch.make(i)
             group = min(plan.grad_accum, len(epoch) - i // plan.grad_accum * plan.grad_accum)
             with precision.autocast():
                 terms = loss_fn(batch)
-            run.accumulate(check_finite(run.state["step"] + 1, terms), _batch_size(batch), group)
+            run.accumulate(check_finite(state.step + 1, terms), _batch_size(batch), group)
             precision.backward(terms["loss"] / group)
-            run.state["batch"] = i + 1
+            state.batch = i + 1
             if (i + 1) % plan.grad_accum and i + 1 < len(epoch):
                 continue
             precision.step(model, optimizer)
             scheduler.step()
-            run.state["step"] += 1
+            state.step += 1
             bar.update(1)
             bar.set_postfix(run.postfix())
             run.estimate(bar)
-            run.after_step(eval_fn, bar)
-            if run.state["step"] >= plan.total_steps:
+            run.after_step(bar)
+            if state.step >= plan.total_steps:
                 break
         else:
-            run.state.update(epoch=run.state["epoch"] + 1, batch=0)
+            state.epoch, state.batch = state.epoch + 1, 0
     bar.close()
 
 
@@ -357,19 +423,14 @@ def _unpack(buffer, like):
 class _Run:
     """fit()'s bookkeeping: where the run stands, the log, and the checkpoints."""
 
-    def __init__(self, model, optimizer, scheduler, out_dir, plan, precision, best_metric, run_info,
-                 vocab_file, exclude, dist, desc="train"):
+    def __init__(self, model, optimizer, scheduler, plan, precision, saving, evaluation, run_info, dist,
+                 desc="train"):
         self.model, self.optimizer, self.scheduler, self.plan, self.dist = model, optimizer, scheduler, plan, dist
         self.desc, self.saved_step = desc, None
-        self.out_dir, self.resume_dir = out_dir, os.path.join(out_dir, RESUME_DIR)
-        self.precision, self.best_metric, self.run_info = precision, best_metric, run_info
-        self.vocab_file, self.exclude = vocab_file, exclude
-        # "interval": sums of the loss terms over the optimizer steps since the last log row
-        # train_seconds: wall time of the run so far (across resumes); pause_seconds: the part of it spent
-        # evaluating and saving, left out of the examples/s figure
-        self.state = {"step": 0, "epoch": 0, "batch": 0, "train_seconds": 0.0, "pause_seconds": 0.0, "examples": 0,
-                      "best": None,
-                      "interval": {"steps": 0}, "run": run_info}
+        self.saving, self.evaluation = saving, evaluation
+        self.out_dir, self.resume_dir = saving.out_dir, os.path.join(saving.out_dir, RESUME_DIR)
+        self.precision, self.run_info = precision, run_info
+        self.state = RunState(run=run_info)
         self.lap = time.perf_counter()
         self.step_terms, self.speed, self.epoch_len = {}, None, 1
         self.timed_from = None  # (step, busy seconds) where this process started timing its steps
@@ -384,21 +445,22 @@ class _Run:
         if record is not None:
             check_same_run(self.out_dir, record.get("run"), self.run_info)
             if record.get("finished") and record.get("step", 0) >= self.plan.total_steps:
-                self.state.update(step=record.get("step", 0), finished_before=True)
+                self.state.step, self.state.finished_before = record.get("step", 0), True
                 if self.dist.is_main:
-                    print(f"{self.out_dir} already holds this run, finished at step {self.state['step']}: nothing "
+                    print(f"{self.out_dir} already holds this run, finished at step {self.state.step}: nothing "
                           "to do (--overwrite trains it again)")
                 return "finished"
         if resume and os.path.isdir(self.resume_dir):
-            state = load_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler, self.dist.rank)
-            check_same_run(self.resume_dir, state.get("run"), self.run_info)
-            self.state, self.saved_step = state, state["step"]
-            if self.precision.enabled and "scaler" in state:  # fp16: the loss scale it had reached
-                self.precision.scaler.load_state_dict(state["scaler"])
+            state = RunState.from_dict(load_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler,
+                                                       self.dist.rank))
+            check_same_run(self.resume_dir, state.run, self.run_info)
+            self.state, self.saved_step = state, state.step
+            if self.precision.enabled and state.scaler is not None:  # fp16: the loss scale it had reached
+                self.precision.scaler.load_state_dict(state.scaler)
             if self.dist.is_main:
                 self.log = TrainLog(self.out_dir)
-                self.log.truncate_after(state["step"])
-                print(f"resuming at epoch {state['epoch']}, batch {state['batch']}, step {state['step']}")
+                self.log.truncate_after(state.step)
+                print(f"resuming at epoch {state.epoch}, batch {state.batch}, step {state.step}")
             return
         if not self.dist.is_main:
             return
@@ -413,13 +475,13 @@ class _Run:
         self.write_record(finished=False)
 
     def write_record(self, finished):
-        record = {"run": self.run_info, "finished": finished, "step": self.state["step"],
+        record = {"run": self.run_info, "finished": finished, "step": self.state.step,
                   "total_steps": self.plan.total_steps}
         files.write_text_atomic(os.path.join(self.out_dir, RUN_NAME), json.dumps(record, indent=2) + "\n")
 
     def how_to_continue(self):
         """What an interrupted run prints: the step reached, the step it will continue from, and how."""
-        step, total = self.state["step"], self.plan.total_steps
+        step, total = self.state.step, self.plan.total_steps
         where = (f"{self.resume_dir} holds step {self.saved_step}" if self.saved_step is not None
                  else "no checkpoint written yet: it starts over")
         return f"at step {step} of {total} ({where}); continue with: {continue_command()}"
@@ -428,45 +490,45 @@ class _Run:
         """Loss terms of one micro-batch (of a group of `group` making one step)."""
         for k, v in values.items():
             self.step_terms[k] = self.step_terms.get(k, 0.0) + v / group
-        self.state["examples"] += examples
+        self.state.examples += examples
 
     def postfix(self):
         now = time.perf_counter()
-        self.state["train_seconds"] += now - self.lap
+        self.state.train_seconds += now - self.lap
         self.lap = now
-        interval = self.state["interval"]
+        interval = self.state.interval
         for k, v in self.step_terms.items():
             interval[k] = interval.get(k, 0.0) + v
         interval["steps"] += 1
         shown = {k: f"{v:.4g}" for k, v in self.step_terms.items()}
         self.step_terms = {}
-        busy = self.state["train_seconds"] - self.state["pause_seconds"]
-        self.speed = self.state["examples"] / max(busy, 1e-9)
+        busy = self.state.train_seconds - self.state.pause_seconds
+        self.speed = self.state.examples / max(busy, 1e-9)
         return dict(shown, **{"ex/s": f"{self.speed:.0f}"})
 
     def estimate(self, bar):
         """Once, early: the steps left and what they will take at the pace so far on this machine."""
-        busy = self.state["train_seconds"] - self.state["pause_seconds"]
+        busy = self.state.train_seconds - self.state.pause_seconds
         if self.timed_from is None:
-            self.timed_from = (self.state["step"], busy)
+            self.timed_from = (self.state.step, busy)
             return
-        timed = self.state["step"] - self.timed_from[0]
-        left = self.plan.total_steps - self.state["step"]
+        timed = self.state.step - self.timed_from[0]
+        left = self.plan.total_steps - self.state.step
         if timed != self.plan.estimate_after or left == 0 or not self.dist.is_main:
             return
         per_step = (busy - self.timed_from[1]) / timed
         bar.write(f"estimate: {left} more steps at {per_step:.3g} s each = {_duration(left * per_step)} on this "
                   f"machine (evaluations and checkpoints not counted; {self.plan.total_steps} steps in all)")
 
-    def after_step(self, eval_fn, bar):
+    def after_step(self, bar):
         started = time.perf_counter()
-        self._evaluate_log_save(eval_fn, bar)
-        self.state["pause_seconds"] += time.perf_counter() - started
+        self._evaluate_log_save(bar)
+        self.state.pause_seconds += time.perf_counter() - started
 
-    def _evaluate_log_save(self, eval_fn, bar):
-        step, plan, main = self.state["step"], self.plan, self.dist.is_main
-        evaluate = eval_fn is not None and plan.at(plan.eval_every, step)  # the same on every rank
-        metrics = eval_fn() if evaluate and main else None
+    def _evaluate_log_save(self, bar):
+        step, plan, main = self.state.step, self.plan, self.dist.is_main
+        evaluate = self.evaluation is not None and plan.at(plan.eval_every, step)  # the same on every rank
+        metrics = self.evaluation.fn() if evaluate and main else None
         if main and (evaluate or plan.at(plan.log_every or plan.eval_every, step)):
             self.write_row(metrics)
         if evaluate or plan.at(plan.save_every or plan.eval_every, step):
@@ -476,15 +538,15 @@ class _Run:
                 bar.write(f"step {step}: {shown}" + (" (saved)" if saved else ""))
 
     def write_row(self, metrics):
-        interval = self.state["interval"]
+        interval = self.state.interval
         n = max(interval.pop("steps"), 1)
-        epoch = self.state["epoch"] + self.state["batch"] / self.epoch_len  # fractional: where in the data
-        row = {"step": self.state["step"], "epoch": round(epoch, 4), "lr": self.scheduler.get_last_lr()[0],
-               "train_seconds": round(self.state["train_seconds"], 1),
+        epoch = self.state.epoch + self.state.batch / self.epoch_len  # fractional: where in the data
+        row = {"step": self.state.step, "epoch": round(epoch, 4), "lr": self.scheduler.get_last_lr()[0],
+               "train_seconds": round(self.state.train_seconds, 1),
                **{k: v / n for k, v in interval.items()}, "examples_per_s": round(self.speed, 1)}
         row.update({k if k.startswith("dev_") else f"dev_{k}": v for k, v in (metrics or {}).items()})
         self.log.append(**row)
-        self.state["interval"] = {"steps": 0}
+        self.state.interval = {"steps": 0}
 
     def save(self, metrics):
         """The model into out_dir (if it is the best so far, or the latest is kept), then resume state
@@ -492,29 +554,31 @@ class _Run:
         local = rng_state()
         rng_states = [_unpack(b, local) for b in self.dist.all_gather(_pack(local))]
         if self.precision.enabled:
-            self.state["scaler"] = self.precision.scaler.state_dict()
+            self.state.scaler = self.precision.scaler.state_dict()
         if not self.dist.is_main:
             return False
         improved = True
-        if self.best_metric is not None:
-            value = (metrics or {}).get(self.best_metric)
-            improved = value is not None and (self.state["best"] is None or value > self.state["best"])
+        best_metric = self.evaluation.best_metric if self.evaluation is not None else None
+        if best_metric is not None:
+            value = (metrics or {}).get(best_metric)
+            improved = value is not None and (self.state.best is None or value > self.state.best)
             if improved:
-                self.state["best"] = value
+                self.state.best = value
+        saving, state = self.saving, self.state.to_dict()
         if improved:
-            save_checkpoint(self.out_dir, self.model, state=dict(self.state, metrics=metrics),
-                            vocab_file=self.vocab_file, exclude=self.exclude)
-        save_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler, state=self.state,
-                        vocab_file=self.vocab_file, rng_states=rng_states)
-        self.saved_step = self.state["step"]
-        self.log.refresh_plot(final=self.state["step"] >= self.plan.total_steps)
+            save_checkpoint(self.out_dir, self.model, state=dict(state, metrics=metrics),
+                            vocab_file=saving.vocab_file, exclude=saving.exclude)
+        save_checkpoint(self.resume_dir, self.model, self.optimizer, self.scheduler, state=state,
+                        vocab_file=saving.vocab_file, rng_states=rng_states)
+        self.saved_step = self.state.step
+        self.log.refresh_plot(final=self.state.step >= self.plan.total_steps)
         return improved
 
-    def finish(self, keep_resume):
+    def finish(self):
         if not self.dist.is_main:
             return
         self.write_record(finished=True)
-        if not keep_resume:
+        if not self.saving.keep_resume:
             shutil.rmtree(self.resume_dir, ignore_errors=True)
 
 

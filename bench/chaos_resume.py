@@ -108,7 +108,7 @@ def stages(work):
             "--num_train_epochs", "2", "--train_batch_size", "16", "--logging_steps", "2", "--save_steps", "3"],
             ["--resume"]),
         "augmentation": (lambda out: [
-            py, "data_augmentation.py", "--pretrained_bert_model", os.path.join(work, "mlm"), "--glove_embs",
+            py, "data_augmentation.py", "--bert_model", os.path.join(work, "mlm"), "--glove_embs",
             os.path.join(work, "glove.txt"), "--glue_dir", os.path.join(work, "glue"), "--task_name", "SST-2",
             "--N", "4", "--chunk_examples", "16", "--seed", "1", "--output", os.path.join(out, "train_aug.tsv")], []),
         "pregeneration": (lambda out: [py, "pregenerate_training_data.py", *pregenerate_args(work, out)], []),

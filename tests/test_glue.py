@@ -244,8 +244,9 @@ def test_batches_pad_to_the_longest_row_and_cover_every_row():
             width = batch["input_ids"].shape[1]
             assert width == f.lengths[index].max()
             np.testing.assert_array_equal(batch["input_ids"], f.input_ids[index, :width])
-            np.testing.assert_array_equal(batch["segment_ids"], f.segment_ids[index, :width])
-            np.testing.assert_array_equal(batch["label_ids"], f.label_ids[index])
+            np.testing.assert_array_equal(batch["token_type_ids"], f.segment_ids[index, :width])
+            np.testing.assert_array_equal(batch["attention_mask"], f.input_mask[index, :width])
+            np.testing.assert_array_equal(batch["labels"], f.label_ids[index])
             assert not f.input_mask[index, width:].any()  # nothing real was cut
             seen.extend(index.tolist())
         assert sorted(seen) == list(range(len(f)))
@@ -259,7 +260,7 @@ def test_batch_order_is_seeded_and_grouping_saves_padding():
     assert order(seed=1, epoch=2) != order(seed=1, epoch=3) != order(seed=2, epoch=3)
 
     def padding(**k):
-        return sum(b["input_ids"].size - b["input_mask"].sum() for b in glue.iter_batches(f, 16, shuffle=True, **k))
+        return sum(b["input_ids"].size - b["attention_mask"].sum() for b in glue.iter_batches(f, 16, shuffle=True, **k))
     assert padding(group_by_length=True, group_size=5) < 0.5 * padding()
     assert [len(b) for b in glue.batch_order(f.lengths, 16, drop_last=True)] == [16] * 25
     assert len(glue.batch_order(f.lengths[:50], 16, drop_last=True)) == 3

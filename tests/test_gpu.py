@@ -346,8 +346,8 @@ def fp16_fit(out, crash_at=None, resume=False, drop_scaler_state=False):
         del state["scaler"]
         json.dump(state, open(path, "w"))
     optimizer = training.make_optimizer(model, 1e-3)
-    state = training.fit(model, epochs, loss_fn, optimizer, training.make_schedule(optimizer, FP16_STEPS), out,
-                         training.Plan(total_steps=FP16_STEPS, log_every=1, save_every=1),
+    state = training.fit(model, epochs, loss_fn, optimizer, training.make_schedule(optimizer, FP16_STEPS),
+                         training.Plan(total_steps=FP16_STEPS, log_every=1, save_every=1), training.Saving(out),
                          precision=training.MixedPrecision(True, "cuda", init_scale=FP16_INIT_SCALE), resume=resume,
                          run_info={"test": "fp16"})
     return model.numpy_state_dict(), state, seen
@@ -360,7 +360,7 @@ def test_fp16_autocast_runs_and_a_resumed_run_keeps_the_loss_scale(tmp_path):
     needs_cuda()
     whole, whole_state, seen = fp16_fit(str(tmp_path / "whole"))
     assert set(seen) == {flow.float16}, seen
-    assert whole_state["scaler"]["scale"] < FP16_INIT_SCALE  # the backoff this test is about did happen
+    assert whole_state.scaler["scale"] < FP16_INIT_SCALE  # the backoff this test is about did happen
     for name in ("run", "forgot"):
         try:
             fp16_fit(str(tmp_path / name), crash_at=7)  # six steps done and saved
@@ -371,10 +371,10 @@ def test_fp16_autocast_runs_and_a_resumed_run_keeps_the_loss_scale(tmp_path):
     at_kill = json.load(open(tmp_path / "run" / "resume" / "state.json"))
     assert at_kill["step"] == 6 and at_kill["scaler"]["scale"] < FP16_INIT_SCALE
     resumed, resumed_state, _ = fp16_fit(str(tmp_path / "run"), resume=True)
-    assert resumed_state["scaler"]["scale"] == whole_state["scaler"]["scale"]
+    assert resumed_state.scaler["scale"] == whole_state.scaler["scale"]
     assert max_diff(whole, resumed) < 1e-6
     forgot, forgot_state, _ = fp16_fit(str(tmp_path / "forgot"), resume=True, drop_scaler_state=True)
-    assert forgot_state["scaler"]["scale"] != whole_state["scaler"]["scale"] or max_diff(whole, forgot) > 1e-6
+    assert forgot_state.scaler["scale"] != whole_state.scaler["scale"] or max_diff(whole, forgot) > 1e-6
 
 
 def test_resume_with_dropout_on_the_gpu_equals_an_uninterrupted_run(tmp_path):

@@ -281,3 +281,18 @@ def test_train_wrappers_start_the_backend_launcher_for_several_processes(tmp_pat
                 assert line.startswith(f"-m {module} --nproc_per_node 4 --nnodes 2 --node_rank 1 "
                                        f"--master_addr 127.0.0.2 --master_port 29500 {script} "), line
                 assert f"--backend {backend_name}" in line
+
+
+def test_one_spelling_per_flag_the_earlier_ones_kept():
+    """--bert_model names the pretrained BERT in every stage that reads one; the reference's and this
+    project's earlier spellings still parse to it. predict.py uses the GPU by default, as the training
+    stages do."""
+    import data_augmentation
+    import glue_process
+    import predict
+    for flag in ("--bert_model", "--pretrained_bert_model"):
+        assert data_augmentation.parse_args([flag, "m", "--glove_embs", "g", "--show_candidates", "x"]).bert_model == "m"
+    for flag in ("--bert_model", "--model_dir"):
+        assert glue_process.build_parser().parse_args([flag, "m", "--tasks", "RTE"]).bert_model == "m"
+    assert predict.parse_args(["--model", "m"]).gpu is not False
+    assert predict.parse_args(["--model", "m", "--no-gpu"]).gpu is False

@@ -84,7 +84,7 @@ def test_two_stage_distillation_end_to_end(teacher, sst2, vocab, tmp_path, model
     out = run("--pred_distill", "--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher,
               "--student_model", tmp_path / "tmp", "--output_dir", tmp_path / "student", "--num_train_epochs", 2,
               "--learning_rate", 1e-3, "--eval_step", 2, "--serve_for_online")
-    assert out["step"] == 6
+    assert out.step == 6
     results = json.load(open(tmp_path / "student" / "results_eval.json"))
     log = open(tmp_path / "student" / "train_log.csv").read().splitlines()
     accs = [float(line.split(",")[log[0].split(",").index("dev_acc")]) for line in log[1:]]
@@ -132,8 +132,8 @@ def test_sts_b_stage_2_learns_the_teacher_score_not_the_gold_one(vocab):
     processor = task_distill.glue.get_processor("STS-B")
     teacher = task_distill.Teacher(model, processor, "cpu")
     flow = backend.framework("torch")
-    batch = {"input_ids": flow.tensor([[2, 7, 9, 3], [2, 11, 3, 0]]), "segment_ids": flow.zeros(2, 4, dtype=flow.int64),
-             "input_mask": flow.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": flow.tensor([4.5, 0.2])}
+    batch = {"input_ids": flow.tensor([[2, 7, 9, 3], [2, 11, 3, 0]]), "token_type_ids": flow.zeros(2, 4, dtype=flow.int64),
+             "attention_mask": flow.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": flow.tensor([4.5, 0.2])}
     ours = task_distill.Losses(task_distill.Mode.STAGE2, model, teacher, is_regression=True)(batch)
     assert float(ours["cls_loss"].detach()) == 0.0
     gold = task_distill.Losses(task_distill.Mode.STAGE2, model, teacher, is_regression=True,
@@ -189,7 +189,7 @@ def test_untrained_teacher_is_refused(sst2, vocab, tmp_path):
     with pytest.raises(ValueError, match="has no classifier: it was never fine-tuned on sst-2"):
         run(*argv)
     state = run(*argv, "--allow_untrained_teacher", "--overwrite")
-    assert state["step"] == 3  # 96 examples / 32: it trained a whole epoch against the untrained teacher
+    assert state.step == 3  # 96 examples / 32: it trained a whole epoch against the untrained teacher
     assert json.load(open(tmp_path / "out" / "results_eval.json"))["num_examples"] == 48
 
 
@@ -209,7 +209,7 @@ def test_label_order_mismatch_is_refused_or_remapped(teacher, sst2, vocab, tmp_p
     proc = glue.get_processor("SST-2")
     t_model, _ = task_distill.load_models(str(student0), str(flipped), proc, "cpu")
     t = task_distill.Teacher(t_model, proc, "cpu", remap_labels=True)
-    b = {"input_ids": __import__("torch").tensor([[101, 2307, 102]]), "segment_ids": None, "input_mask": None}
+    b = {"input_ids": __import__("torch").tensor([[101, 2307, 102]]), "token_type_ids": None, "attention_mask": None}
     raw = t_model(b["input_ids"])[0].detach().numpy()
     assert np.allclose(t(b, need_internals=False)[0].numpy(), raw[:, ::-1])
     cfg["id2label"] = {"0": "entailment", "1": "not_entailment"}
@@ -320,8 +320,8 @@ def test_bf16_teacher_stays_close_to_fp32_and_fp16_needs_a_gpu(teacher, sst2, vo
         t_model, _ = task_distill.load_models(str(teacher), str(teacher), proc, "cpu")
         t = task_distill.Teacher(t_model, proc, "cpu", dtype=dtype)
         b = {"input_ids": torch.tensor([[101, 2023, 3185, 2003, 2307, 102], [101, 2307, 102, 0, 0, 0]]),
-             "segment_ids": torch.zeros(2, 6, dtype=torch.long),
-             "input_mask": torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])}
+             "token_type_ids": torch.zeros(2, 6, dtype=torch.long),
+             "attention_mask": torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])}
         logits, atts, reps = t(b)
         assert logits.dtype == torch.float32 and atts[0].dtype == torch.float32
         outs[dtype] = (logits.numpy(), reps[-1].numpy())

@@ -162,7 +162,7 @@ def test_curves_are_redrawn_at_most_every_plot_every_s_and_at_the_end(tmp_path):
     log.PLOT_EVERY_S = 0.0  # as if the interval had passed
     assert log.refresh_plot() == str(png) and png.read_bytes() != last
     _, state, _ = _fit_run(tmp_path, "run", steps=4)  # saves at every step, a fraction of a second apart
-    assert state["step"] == 4
+    assert state.step == 4
     rows = list(csv.DictReader(open(tmp_path / "run" / "train_log.csv")))
     assert len(rows) == 4 and os.path.getsize(tmp_path / "run" / "curves.png") > 1000
     # drawn at the last step, after its log row: not left as the step-1 drawing
@@ -231,9 +231,10 @@ def _fit_run(tmp_path, name, *, batch=8, grad_accum=1, steps=4, crash_at=None, r
     sched = t.make_schedule(opt, steps, warmup_proportion=0.25)
     plan = t.Plan(total_steps=steps, eval_every=1 if eval_metrics else 0, log_every=1, save_every=1,
                   grad_accum=grad_accum, estimate_after=estimate_after)
-    state = t.fit(model, epochs, loss_fn, opt, sched, str(tmp_path / name), plan,
-                  precision=t.MixedPrecision(False, "cpu"), eval_fn=eval_fn,
-                  best_metric="acc" if eval_metrics else None, resume=resume, run_info=run_info or {"mode": "test"})
+    evaluation = t.Evaluation(eval_fn, best_metric="acc") if eval_metrics else None
+    state = t.fit(model, epochs, loss_fn, opt, sched, plan, t.Saving(str(tmp_path / name)),
+                  precision=t.MixedPrecision(False, "cpu"), evaluation=evaluation, resume=resume,
+                  run_info=run_info or {"mode": "test"})
     return model.numpy_state_dict(), state, calls
 
 
@@ -243,9 +244,9 @@ def _max_diff(a, b):
 
 def test_fit_accumulated_micro_batches_equal_one_large_batch(tmp_path):
     whole, state, calls = _fit_run(tmp_path, "a", batch=8, steps=6)
-    assert state["step"] == 6 and calls == [8] * 6
+    assert state.step == 6 and calls == [8] * 6
     halves, state, calls = _fit_run(tmp_path, "b", batch=4, grad_accum=2, steps=6)
-    assert state["step"] == 6 and calls == [4] * 12
+    assert state.step == 6 and calls == [4] * 12
     assert _max_diff(whole, halves) < 1e-6
     single, _, _ = _fit_run(tmp_path, "c", batch=4, steps=6)  # without accumulation: another path
     assert _max_diff(whole, single) > 1e-4
@@ -260,7 +261,7 @@ def test_fit_resumes_at_the_exact_batch_after_a_crash(tmp_path):
     assert json.load(open(crashed / "run.json"))["finished"] is False
     resumed, state, calls = _fit_run(tmp_path, "crashed", batch=8, steps=6, resume=True, dropout=0.1)
     assert calls == [8]  # only the step that crashed is redone
-    assert state["step"] == 6 and _max_diff(whole, resumed) < 1e-6
+    assert state.step == 6 and _max_diff(whole, resumed) < 1e-6
     rows = list(csv.DictReader(open(tmp_path / "crashed" / "train_log.csv")))
     assert [r["step"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
     want = list(csv.DictReader(open(tmp_path / "whole" / "train_log.csv")))
@@ -269,11 +270,48 @@ def test_fit_resumes_at_the_exact_batch_after_a_crash(tmp_path):
         _fit_run(tmp_path, "crashed", resume=True, run_info={"mode": "other"})
     # resumed once more, the finished run says so and trains nothing
     again, state, calls = _fit_run(tmp_path, "crashed", batch=8, steps=6, resume=True, dropout=0.1)
-    assert calls == [] and state["step"] == 6 and state["finished_before"]
+    assert calls == [] and state.step == 6 and state.finished_before
     assert json.load(open(crashed / "run.json"))["finished"] is True
     # a longer run of the same settings (general distillation's --max_steps raised) continues it
     _, state, calls = _fit_run(tmp_path, "crashed", batch=8, steps=7, resume=True, dropout=0.1)
-    assert calls == [8] and state["step"] == 7 and "finished_before" not in state
+    assert calls == [8] and state.step == 7 and not state.finished_before
+
+
+# state.json as earlier versions wrote it: json.dumps of the dict they kept the run state in, the first
+# of them (training.fit's first version) without pause_seconds
+OLD_STATE_KEYS = ["step", "epoch", "batch", "train_seconds", "pause_seconds", "examples", "best", "interval", "run"]
+
+
+@pytest.mark.parametrize("form", ["with pause_seconds", "first"])
+def test_a_resume_state_written_as_the_old_dict_still_resumes(tmp_path, form):
+    whole, _, _ = _fit_run(tmp_path, "whole", batch=8, steps=6, dropout=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        _fit_run(tmp_path, "old", batch=8, steps=6, crash_at=6, dropout=0.1)  # step 5 saved: epoch 1, batch 1
+    path = tmp_path / "old" / "resume" / "state.json"
+    assert list(json.load(open(path))) == OLD_STATE_KEYS  # this version writes the same object
+    old = {"step": 5, "epoch": 1, "batch": 1, "train_seconds": 0.5, "pause_seconds": 0.25, "examples": 40,
+           "best": None, "interval": {"steps": 0}, "run": {"mode": "test"}}
+    if form == "first":
+        del old["pause_seconds"]
+    path.write_text(json.dumps(old, indent=2) + "\n")
+    resumed, state, calls = _fit_run(tmp_path, "old", batch=8, steps=6, resume=True, dropout=0.1)
+    assert calls == [8] and state.step == 6 and state.epoch == 1 and state.batch == 2 and state.examples == 48
+    assert _max_diff(whole, resumed) < 1e-6
+    assert list(json.load(open(path))) == OLD_STATE_KEYS
+
+
+def test_run_state_reads_and_writes_the_old_dict():
+    t = backend.import_for("training", "torch")
+    old = {"step": 3, "epoch": 0, "batch": 3, "train_seconds": 1.5, "pause_seconds": 0.5, "examples": 24,
+           "best": 0.75, "interval": {"steps": 1, "loss": 0.5}, "run": {"mode": "test"}}
+    assert t.RunState.from_dict(old).to_dict() == old
+    fp16 = dict(old, scaler={"scale": 1024.0})
+    assert t.RunState.from_dict(fp16).scaler == {"scale": 1024.0} and t.RunState.from_dict(fp16).to_dict() == fp16
+    first = {k: v for k, v in old.items() if k != "pause_seconds"}
+    assert t.RunState.from_dict(first).pause_seconds == 0.0
+    # the kept model's state.json adds its metrics; a newer version's key is left out, not refused
+    assert t.RunState.from_dict(dict(old, metrics={"acc": 0.75}, newer=1)).to_dict() == old
+    assert "finished_before" not in t.RunState(step=2, finished_before=True).to_dict()
 
 
 def test_fit_fresh_run_forgets_the_old_one(tmp_path):
@@ -288,7 +326,7 @@ def test_fit_fresh_run_forgets_the_old_one(tmp_path):
 
 def test_fit_keeps_the_best_model_and_the_last_resume_state(tmp_path):
     _, state, _ = _fit_run(tmp_path, "best", steps=4, eval_metrics=[0.5, 0.9, 0.7, 0.8])
-    assert state["best"] == 0.9
+    assert state.best == 0.9
     kept = json.load(open(tmp_path / "best" / "state.json"))
     assert kept["step"] == 2 and kept["metrics"] == {"acc": 0.9}
     assert json.load(open(tmp_path / "best" / "resume" / "state.json"))["step"] == 4

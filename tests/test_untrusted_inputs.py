@@ -174,8 +174,8 @@ def _fit(name, out_dir, resume=True):
 
     def loss_fn(batch):
         return {"loss": flow.nn.functional.cross_entropy(model(batch["ids"])[0], flow.tensor([0, 1], dtype=flow.int64))}
-    return t.fit(model, lambda e: t.Epoch(1, lambda i: {"ids": ids}), loss_fn, opt, sched, str(out_dir),
-                 t.Plan(total_steps=1, eval_every=0, log_every=1, save_every=1),
+    return t.fit(model, lambda e: t.Epoch(1, lambda i: {"ids": ids}), loss_fn, opt, sched,
+                 t.Plan(total_steps=1, eval_every=0, log_every=1, save_every=1), t.Saving(str(out_dir)),
                  precision=t.MixedPrecision(False, "cpu"), resume=resume, run_info={"mode": "test"})
 
 
