@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # TinyBERT end to end, every stage, on a small built-in SST-2-style sample (data/demo): no network,
-# about 5.5 minutes on 2 CPU cores (default OneFlow backend). Ends with a teacher-vs-student table.
+# under 6 minutes on 2 CPU cores (default OneFlow backend; docs/results.md names the CPUs). Ends with a teacher-vs-student table.
 #
 # The same script performs a real run when pointed at real data and models, e.g.
 #   DATA_ROOT=data/glue_data BERT_BASE_DIR=models/bert-base-uncased MLM_DIR=models/bert-base-uncased \

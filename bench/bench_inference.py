@@ -16,6 +16,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import backend  # noqa: E402
+import oneflow_cpu  # noqa: E402  (cpu_model: every figure names its CPU)
 
 SIZES = {
     "BERT-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
@@ -86,7 +87,7 @@ def main():
             for impl in ["transformers"] + args.backends.split(","):
                 s = results[(size, impl)]
                 print(f"{size:18s} {impl:13s} {s:8.3f} s/batch  {args.batch / s:8.1f} examples/s", flush=True)
-    print(f"\nbatch {args.batch} x {args.seq} tokens, median of {args.repeats}")
+    print(f"\nbatch {args.batch} x {args.seq} tokens, median of {args.repeats}, {os.cpu_count()} CPUs ({oneflow_cpu.cpu_model()})")
     for impl in ["transformers"] + args.backends.split(","):
         ratio = results[("BERT-base", impl)] / results[("TinyBERT-4L-312D", impl)]
         print(f"speed-up TinyBERT-4L-312D over BERT-base, {impl:13s}: {ratio:5.1f}x")

@@ -20,6 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import backend  # noqa: E402
+import oneflow_cpu  # noqa: E402  (cpu_model: every figure names its CPU)
 
 
 def child(name, batch, seq, threads):
@@ -87,7 +88,8 @@ def main():
             raise SystemExit(f"{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         results[name] = json.loads(lines[-1][len("RESULT "):])
     threads = args.threads or "as set up"
-    print(f"\nbatch {args.batch} x {args.seq} tokens, student shapes, threads {threads}, median of 15, ms")
+    print(f"\nbatch {args.batch} x {args.seq} tokens, student shapes, threads {threads}, median of 15, ms, "
+          f"{oneflow_cpu.cpu_model()}")
     print("| operation | torch | oneflow | oneflow / torch |\n|---|---|---|---|")
     for label, ms in results["torch"].items():
         of = results["oneflow"][label]

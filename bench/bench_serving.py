@@ -24,6 +24,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import oneflow_cpu  # noqa: E402  (cpu_model: every figure names its CPU)
 
 
 def parse_args():
@@ -162,7 +163,7 @@ def main():
             results[engine] = dict(measure(runner, dev, args.passes, args.latency_sentences), file_mb=size / 2 ** 20)
             print(engine, json.dumps({k: round(v, 3) for k, v in results[engine].items()}), flush=True)
     load_after = os.getloadavg()
-    print(f"\n{args.threads} threads on CPUs {sorted(os.sched_getaffinity(0))}; model {args.model or 'trained here'}; "
+    print(f"\n{oneflow_cpu.cpu_model()}, {args.threads} threads on CPUs {sorted(os.sched_getaffinity(0))}; model {args.model or 'trained here'}; "
           f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)\n")
     print(table(results))
     print("\n" + verdict(results))
