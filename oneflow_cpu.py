@@ -18,6 +18,7 @@ applies, unless TINYBERT_ONEFLOW_CPU=none (a variable the user set always wins):
   interposer; nothing is assumed from the CPU's vendor.
 """
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
@@ -125,8 +126,8 @@ def time_sgemm(sgemm, set_threads_local, sides=SIDES, budget_s=0.004, repeats=5)
 
 
 def single_below(torch_cpu, torch_version):
-    """(m*n*k limit, None for every product, 0 for none; where it came from): measured on this machine once, then read from the cache.
-    The cache is keyed by what changes the answer: CPU model, CPUs this process may use, MKL's thread
+    """(m*n*k limit: None puts every product on one thread, 0 none; where it came from): measured on
+    this machine once, then read from the cache. The cache is keyed by what changes the answer: CPU model, CPUs this process may use, MKL's thread
     count, the OpenMP wait policy and PyTorch's version (its MKL)."""
     threads = torch_cpu.MKL_Get_Max_Threads()
     if threads <= 1:
@@ -135,21 +136,34 @@ def single_below(torch_cpu, torch_version):
                wait_policy=os.environ.get("OMP_WAIT_POLICY", ""), torch=torch_version)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     path = os.path.join(cache_dir(), f"sgemm-threads-{digest}.json")
-    if os.path.isfile(path) and not os.path.islink(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                cached = json.load(f)
-            if cached.get("key") == key:
-                return cached["single_below"], f"measured earlier on this machine ({path})"
-        except (OSError, ValueError, KeyError, AttributeError):
-            pass  # unreadable: measured again and rewritten
-    timings = time_sgemm(ctypes.cast(torch_cpu.sgemm_, ctypes.c_void_p).value,
-                         ctypes.cast(torch_cpu.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value)
-    limit = choose_single_below(timings)
     os.makedirs(cache_dir(), exist_ok=True)
-    files.write_json_atomic(path, dict(key=key, single_below=limit,
-                                       timings=[dict(side=s, one_thread_s=one, team_s=team) for s, one, team in timings]))
+    # one process measures while the others starting with it (the ranks of a launch) wait for its answer,
+    # rather than all timing at once on the same cores
+    with open(os.path.join(cache_dir(), "sgemm-threads.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found, limit = _read_cached(path, key)
+        if found:
+            return limit, f"measured earlier on this machine ({path})"
+        timings = time_sgemm(ctypes.cast(torch_cpu.sgemm_, ctypes.c_void_p).value,
+                             ctypes.cast(torch_cpu.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value)
+        limit = choose_single_below(timings)
+        files.write_json_atomic(path, dict(key=key, single_below=limit, timings=[
+            dict(side=s, one_thread_s=one, team_s=team) for s, one, team in timings]))
     return limit, f"measured now, cached in {path}"
+
+
+def _read_cached(path, key):
+    """(True, the cached limit) or (False, None) when nothing usable is cached for this key."""
+    if not os.path.isfile(path) or os.path.islink(path):
+        return False, None
+    try:
+        with open(path, encoding="utf-8") as f:
+            cached = json.load(f)
+        if cached.get("key") == key:
+            return True, cached["single_below"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass  # unreadable: measured again and rewritten
+    return False, None
 
 
 def tune():
