@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import backend
 import checkpoint
 import files
+import vocabulary
 
 flow = backend.framework()  # torch for transformers models; on OneFlow from_pretrained refuses
 
@@ -201,19 +202,28 @@ def _tokenizer_paths(model_dir):
     return [p for p in (os.path.join(model_dir, n) for n in names) if os.path.isfile(p)]
 
 
-def write_student(teacher_dir, out_dir, modeling, layers=4, hidden=312, heads=12, intermediate=1200, seed=0):
+def write_student(teacher_dir, out_dir, modeling, layers=4, hidden=312, heads=12, intermediate=1200, seed=0,
+                  trimmed=None):
     """A random TinyBERT student of the given shape on the teacher's vocabulary (its size, padding id
-    and tokenizer files), for teachers with no General TinyBERT of their vocabulary."""
+    and tokenizer files), for teachers with no General TinyBERT of their vocabulary; with `trimmed`
+    (vocabulary.trim) on the kept tokens only, with their tokenizer and map to the teacher's ids.
+    Returns the student's number of parameters."""
     teacher = checkpoint.read_json(checkpoint.find_config(teacher_dir))
+    vocab = trimmed.vocab_size if trimmed else int(teacher["vocab_size"])
+    pad = trimmed.pad_token_id if trimmed else int(teacher.get("pad_token_id") or 0)
     config = modeling.BertConfig(
-        vocab_size=int(teacher["vocab_size"]), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
         intermediate_size=intermediate, max_position_embeddings=min(int(teacher.get("max_position_embeddings", 512)), 512),
-        pad_token_id=int(teacher.get("pad_token_id") or 0))
+        pad_token_id=pad, extra=dict(trimmed.config_extra) if trimmed else {})
     modeling.flow.manual_seed(seed)
     student = modeling.BertModel(config)  # the encoder alone: fit_dense and classifier come with the stages
+    state = student.numpy_state_dict()
     with files.atomic_dir(out_dir) as tmp:
         config.save(tmp)
-        checkpoint.save_safetensors(student.numpy_state_dict(), tmp)
-        for path in _tokenizer_paths(teacher_dir):
-            checkpoint.copy_file(path, os.path.join(tmp, os.path.basename(path)))
-    return out_dir
+        checkpoint.save_safetensors(state, tmp)
+        if trimmed:
+            vocabulary.write(trimmed, tmp, source=os.path.basename(os.path.normpath(os.path.abspath(teacher_dir))))
+        else:
+            for path in _tokenizer_paths(teacher_dir):
+                checkpoint.copy_file(path, os.path.join(tmp, os.path.basename(path)))
+    return sum(int(v.size) for v in state.values())

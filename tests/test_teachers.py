@@ -232,3 +232,96 @@ def test_a_bpe_student_exports_to_onnx_with_its_tokenizer(sst2, tmp_path):
     examples = [glue.InputExample("1", "a gripping , funny film", "dull", None)]
     np.testing.assert_allclose(inference.predict_examples(exported.runner, examples, exported.tokenizer, 32)[0],
                                inference.predict_examples(served.runner, examples, served.tokenizer, 32)[0], atol=1e-4)
+
+
+def student_texts_to_teacher(teacher, student, data_dir):
+    """(teacher features, the student's features with its ids mapped to the teacher's) of the task's dev
+    split and a pair of its sentences: what distillation feeds the teacher from a trimmed student's batch."""
+    examples = glue.get_processor("SST-2").read_examples(data_dir, "dev")
+    examples.append(glue.InputExample("pair", examples[0].text_a, examples[1].text_a, None))
+    ids = checkpoint.read_teacher_ids(student)[0]
+    theirs = glue.convert_examples_to_features(examples, checkpoint.load_tokenizer(teacher), 64, [None])
+    ours = glue.convert_examples_to_features(examples, checkpoint.load_tokenizer(student), 64, [None])
+    return theirs, ours, ids
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "electra", "deberta-v2"])
+def test_a_trimmed_vocabulary_gives_the_teacher_its_own_tokens(model_type, sst2, tmp_path, capsys):
+    """BPE (every single character kept), WordPiece (vocab.txt) and Unigram with [CLS]/[SEP]: the
+    trimmed tokenizer's ids, mapped through teacher_token_ids.json, are the teacher tokenizer's ids for
+    the task's text, special tokens, padding and token types included."""
+    teacher = write_teacher(model_type, tmp_path / "teacher")
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", teacher, "--output_dir", student, "--num_hidden_layers", "2",
+                       "--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32",
+                       "--trim_vocab", sst2, "--task_name", "SST-2"])
+    assert "checked: the student's tokenizer gives the teacher's tokens for 96 of 96 texts\n" in capsys.readouterr().out
+    theirs, ours, ids = student_texts_to_teacher(teacher, student, sst2)
+    np.testing.assert_array_equal(ids[ours.input_ids], theirs.input_ids)
+    np.testing.assert_array_equal(ours.segment_ids, theirs.segment_ids)
+    np.testing.assert_array_equal(ours.input_mask, theirs.input_mask)
+    assert not any(os.path.isfile(os.path.join(student, n)) for n in ("vocab.json", "merges.txt", "spm.model"))
+
+
+def test_a_trimmed_xlmr_student_distils_predicts_and_loads_in_transformers(sst2, tmp_path, capsys):
+    """XLM-R (Unigram, <s> a </s></s> b </s>) trimmed to the task's tokens: the printed parameter counts
+    are the student's, the teacher fed the mapped ids gives the logits it gives on its own features, both
+    stages run, and predict.py, transformers' pipeline and the map agree on the trimmed student."""
+    import torch
+    import predict
+    teacher = write_teacher("xlm-roberta", tmp_path / "teacher")
+    shape = ["--num_hidden_layers", "2", "--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32"]
+    make_student.main(["--teacher_model", teacher, "--output_dir", str(tmp_path / "full")] + shape)
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", teacher, "--output_dir", student, "--trim_vocab", sst2,
+                       "--task_name", "SST-2"] + shape)
+    printed = capsys.readouterr().out
+    count = lambda d: sum(int(v.size) for v in checkpoint.load_state_dict(d).values())
+    kept = len(checkpoint.read_teacher_ids(student)[0])
+    assert 5 < kept < 299 and checkpoint.read_json(os.path.join(student, "config.json"))["vocab_size"] == kept
+    assert (f"student parameters: {count(str(tmp_path / 'full')):,} with the teacher's 299-token vocabulary -> "
+            f"{count(student):,} with the {kept:,} tokens the task uses") in printed
+    assert count(str(tmp_path / "full")) - count(student) == (299 - kept) * 16
+
+    # the teacher on the student's batch (mapped) sees what it sees on its own features
+    processor = glue.get_processor("SST-2")
+    model = teachers.load_teacher(teacher, 2, "cpu", modeling)
+    theirs, ours, ids = student_texts_to_teacher(teacher, student, sst2)
+    rows = np.arange(len(ours))
+    fed = task_distill.Teacher(model, processor, "cpu", teacher_ids=ids)(task_distill.to_tensors(ours, rows, 64, "cpu"))
+    with torch.no_grad():
+        own = model(*(torch.tensor(a.astype(np.int64)) for a in (theirs.input_ids, theirs.segment_ids,
+                                                                  theirs.input_mask)))
+    torch.testing.assert_close(fed[0], own[0])
+    torch.testing.assert_close(fed[2][-1], own[2][-1])
+
+    common = ["--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher, "--max_seq_length", "32",
+              "--train_batch_size", "16", "--seed", "1", "--learning_rate", "3e-3"]
+    task_distill.main(common + ["--intermediate_distill", "--student_model", student, "--output_dir",
+                                str(tmp_path / "s1"), "--num_train_epochs", "4"])
+    rows = log_rows(tmp_path / "s1")
+    assert float(rows[-1]["dev_rep_loss"]) < 0.9 * float(rows[0]["dev_rep_loss"])
+    out = str(tmp_path / "s2")
+    task_distill.main(common + ["--pred_distill", "--student_model", str(tmp_path / "s1"), "--output_dir", out,
+                                "--num_train_epochs", "2"])
+    assert checkpoint.read_teacher_ids(out)[0].tolist() == ids.tolist()  # carried through both stages
+
+    texts = [glue.InputExample("1", "a gripping , funny film", None, None), glue.InputExample("2", "dull", None, None)]
+    served = inference.load_student(out, "torch")
+    ours_logits = inference.predict_examples(served.runner, texts, served.tokenizer, 32)[0]
+    pipe = transformers.pipeline("text-classification", model=out, tokenizer=out, top_k=None)
+    theirs_logits = np.array([[d["score"] for d in sorted(r, key=lambda d: d["label"])]
+                              for r in pipe([e.text_a for e in texts], function_to_apply="none")])
+    np.testing.assert_allclose(ours_logits, theirs_logits, atol=1e-4)
+    (tmp_path / "in.txt").write_text("a gripping , funny film\ndull\n")
+    predict.main(["--model", out, "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.tsv"),
+                  "--max_seq_length", "32"])
+    lines = (tmp_path / "out.tsv").read_text().splitlines()
+    probs = np.exp(ours_logits) / np.exp(ours_logits).sum(1, keepdims=True)
+    assert len(lines) == 2 and np.allclose([[float(x) for x in l.split("\t")[1:]] for l in lines], probs, atol=1e-4)
+
+    # a trimmed student refuses a teacher whose tokens its map does not lead to
+    other = write_teacher("deberta-v2", tmp_path / "other")  # the same Unigram pieces, other special tokens
+    with pytest.raises(ValueError, match="not trimmed from teacher"):
+        task_distill.main(common + ["--pred_distill", "--student_model", student, "--teacher_model", other,
+                                    "--output_dir", str(tmp_path / "bad")])
