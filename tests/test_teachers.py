@@ -78,9 +78,10 @@ def sst2(tmp_path_factory):
 
 
 def write_teacher(model_type, directory):
-    """A random (but complete: classifier included) transformers classifier and its tokenizer."""
+    """A random (but complete: classifier included) transformers classifier and its tokenizer (bert:
+    transformers' own BERT, on WordPiece)."""
     import torch
-    kind, extra = ARCHITECTURES[model_type]
+    kind, extra = ("wordpiece", {}) if model_type == "bert" else ARCHITECTURES[model_type]
     vocab, pad = write_tokenizer(kind, directory)
     shape = dict(SHAPE)
     if model_type == "distilbert":
@@ -325,3 +326,66 @@ def test_a_trimmed_xlmr_student_distils_predicts_and_loads_in_transformers(sst2,
     with pytest.raises(ValueError, match="not trimmed from teacher"):
         task_distill.main(common + ["--pred_distill", "--student_model", student, "--teacher_model", other,
                                     "--output_dir", str(tmp_path / "bad")])
+
+
+@pytest.mark.parametrize("model_type", ["xlm-roberta", "bert"])
+def test_init_from_teacher_copies_its_embeddings_and_every_kth_layer(model_type, sst2, tmp_path, capsys):
+    """--init_from_teacher: student layer i is teacher layer map[i] tensor for tensor (RoBERTa's position
+    table shifted past its padding row; with --trim_vocab the kept rows of its word embeddings); a copy
+    of every layer computes the teacher's hidden states; a 2-layer copy distils through both stages."""
+    import torch
+    teacher = write_teacher(model_type, tmp_path / "teacher")
+    trim = ["--trim_vocab", sst2, "--task_name", "SST-2"] if model_type == "xlm-roberta" else []
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", teacher, "--output_dir", student, "--num_hidden_layers", "2",
+                       "--init_from_teacher"] + trim)
+    assert "initialised from the teacher: embeddings and layers 2, 3 as student layers 1..2" in capsys.readouterr().out
+    prefix = "roberta." if model_type == "xlm-roberta" else "bert."
+    theirs = checkpoint.load_state_dict(teacher)
+    ours = checkpoint.load_state_dict(student)
+    assert checkpoint.read_json(os.path.join(student, "config.json"))["hidden_size"] == 32
+    for i, t in enumerate([2, 3]):
+        names = [k for k in ours if k.startswith(f"bert.encoder.layer.{i}.")]
+        assert len(names) == 16
+        for name in names:
+            source = prefix + f"encoder.layer.{t - 1}." + name.split(".", 4)[4]
+            np.testing.assert_array_equal(ours[name], theirs[source])
+    words = theirs[prefix + "embeddings.word_embeddings.weight"]
+    ids = checkpoint.read_teacher_ids(student)[0] if trim else np.arange(len(words))
+    np.testing.assert_array_equal(ours["bert.embeddings.word_embeddings.weight"], words[ids])
+    offset = 2 if model_type == "xlm-roberta" else 0  # padding_idx 1, first position 2
+    positions = ours["bert.embeddings.position_embeddings.weight"]
+    np.testing.assert_array_equal(positions, theirs[prefix + "embeddings.position_embeddings.weight"][offset:offset + len(positions)])
+
+    whole = str(tmp_path / "whole")
+    make_student.main(["--teacher_model", teacher, "--output_dir", whole, "--num_hidden_layers", "3",
+                       "--init_from_teacher"] + trim)
+    copy = modeling.BertModel.from_pretrained(whole, verbose=False).eval()
+    model = teachers.load_teacher(teacher, 2, "cpu", modeling, through="transformers")
+    student_ids = torch.tensor([[0, 5, 6, 7, 8, 9, 2]])
+    teacher_ids = torch.tensor(ids)[student_ids]
+    with torch.no_grad():
+        hidden = copy(student_ids, torch.zeros_like(student_ids), torch.ones_like(student_ids))[2]
+        reference = model(teacher_ids, torch.zeros_like(teacher_ids), torch.ones_like(teacher_ids))[2]
+    assert len(hidden) == len(reference) == 4
+    for a, b in zip(hidden, reference):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+    common = ["--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher, "--max_seq_length", "32",
+              "--train_batch_size", "16", "--seed", "1", "--learning_rate", "1e-3"]
+    task_distill.main(common + ["--intermediate_distill", "--student_model", student, "--output_dir",
+                                str(tmp_path / "s1"), "--num_train_epochs", "2"])
+    assert "att_loss mse" in capsys.readouterr().out  # the teacher's heads and width: the paper's loss
+    task_distill.main(common + ["--pred_distill", "--student_model", str(tmp_path / "s1"), "--output_dir",
+                                str(tmp_path / "s2"), "--num_train_epochs", "1"])
+    assert np.isfinite(float(log_rows(tmp_path / "s2")[-1]["cls_loss"]))
+
+
+@pytest.mark.parametrize("model_type,refusal", [("electra", "embedding_size 16"), ("deberta-v2", "BERT-shaped")])
+def test_init_from_teacher_refuses_layers_it_cannot_copy(model_type, refusal, tmp_path):
+    teacher = write_teacher(model_type, tmp_path / "teacher")
+    with pytest.raises(ValueError, match=refusal):
+        make_student.main(["--teacher_model", teacher, "--output_dir", str(tmp_path / "s"), "--init_from_teacher"])
+    with pytest.raises(ValueError, match="fix the student's width"):
+        make_student.main(["--teacher_model", write_teacher("roberta", tmp_path / "roberta"), "--output_dir",
+                           str(tmp_path / "s"), "--init_from_teacher", "--hidden_size", "16"])
