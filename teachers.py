@@ -92,6 +92,8 @@ class AutoClassifier(flow.nn.Module):
     (logits, attentions, hidden states); attentions are pre-softmax scores when `scores` is True, else
     probabilities. A torch module, so that teacher fine-tuning trains and saves it like a BERT."""
 
+    auto_class = "AutoModelForSequenceClassification"
+
     def __init__(self, model, source_dir, missing_keys=()):
         super().__init__()
         self.hf = model
@@ -99,9 +101,13 @@ class AutoClassifier(flow.nn.Module):
         hf = model.config
         self.num_labels = hf.num_labels
         self.model_type = hf.model_type
+        # RoBERTa's family numbers positions from padding_idx + 1: its table has that many rows fewer to use
+        offset = (hf.pad_token_id or 0) + 1 if self.model_type in POSITION_OFFSET_PAST_PAD else 0
         self.config = SimpleNamespace(
             hidden_size=hf.hidden_size, num_hidden_layers=hf.num_hidden_layers,
             num_attention_heads=hf.num_attention_heads, vocab_size=hf.vocab_size,
+            max_position_embeddings=getattr(hf, "max_position_embeddings", 512) - offset,
+            type_vocab_size=getattr(hf, "type_vocab_size", 0) or 1, pad_token_id=hf.pad_token_id or 0,
             extra={"id2label": {str(k): v for k, v in hf.id2label.items()}})
         self.takes_token_types = ("token_type_ids" in inspect.signature(model.forward).parameters
                                   and (getattr(hf, "type_vocab_size", 0) or 0) > 1)
@@ -119,7 +125,7 @@ class AutoClassifier(flow.nn.Module):
         path = checkpoint.for_transformers(model_dir)
         kwargs = {"num_labels": num_labels} if num_labels else {}
         # eager attention: the SDPA kernels return no attention probabilities
-        model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+        model, info = getattr(transformers, cls.auto_class).from_pretrained(
             path, attn_implementation="eager", output_loading_info=True, **kwargs)
         missing = list(info.get("missing_keys", ()))
         if verbose and missing:
@@ -176,10 +182,11 @@ class AutoClassifier(flow.nn.Module):
         finally:
             for h in hooks:
                 h.remove()
+        logits = getattr(out, "logits", None)  # an AutoEncoder has none
         if not output_attentions:
-            return out.logits, [], []
+            return logits, [], []
         atts = self._scores(attention_mask) if capture else list(out.attentions)
-        return out.logits, atts, list(out.hidden_states)
+        return logits, atts, list(out.hidden_states)
 
     def _scores(self, attention_mask):
         """Pre-softmax scores [B, heads, L, L] per layer from the captured projections."""
@@ -194,6 +201,22 @@ class AutoClassifier(flow.nn.Module):
         split = lambda x: x.reshape(b, length, heads, size).permute(0, 2, 1, 3)
         additive = (1.0 - attention_mask[:, None, None, :].to(qs[0].dtype)) * MASK_VALUE
         return [split(q) @ split(k).transpose(-1, -2) / math.sqrt(size) + additive for q, k in zip(qs, ks)]
+
+
+class AutoEncoder(AutoClassifier):
+    """A transformers encoder without a task head (AutoModel: a masked-LM or any checkpoint of the
+    encoder) behind the same call, logits None: general distillation's teacher, which needs only
+    attentions and hidden states."""
+
+    auto_class = "AutoModel"
+
+
+def encoder_internals(teacher, input_ids, token_type_ids, attention_mask):
+    """(attentions, hidden states) of either kind of load_encoder's teachers."""
+    out = teacher(input_ids, token_type_ids, attention_mask)
+    if isinstance(teacher, AutoClassifier):
+        return out[1], out[2]
+    return out.attentions, out.hidden_states
 
 
 def _tokenizer_paths(model_dir):

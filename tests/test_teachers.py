@@ -389,3 +389,40 @@ def test_init_from_teacher_refuses_layers_it_cannot_copy(model_type, refusal, tm
     with pytest.raises(ValueError, match="fix the student's width"):
         make_student.main(["--teacher_model", write_teacher("roberta", tmp_path / "roberta"), "--output_dir",
                            str(tmp_path / "s"), "--init_from_teacher", "--hidden_size", "16"])
+
+
+def test_general_distillation_from_a_transformers_masked_lm(tmp_path, capsys):
+    """A tiny RoBERTa masked LM (byte-level BPE) as general distillation's teacher: the corpus is
+    pregenerated with its tokenizer, its 4 heads against the student's 2 take the KL, both losses fall,
+    and the general student carries the teacher's tokenizer into task distillation's loaders."""
+    import torch
+    import general_distill
+    import pregenerate_training_data
+    from tiny_assets import demo_sentences
+    teacher = tmp_path / "teacher"
+    vocab, pad = write_tokenizer("bpe", teacher)
+    config = transformers.AutoConfig.for_model("roberta", vocab_size=vocab, pad_token_id=pad, type_vocab_size=1,
+                                               **SHAPE)
+    torch.manual_seed(0)
+    transformers.AutoModelForMaskedLM.from_config(config).save_pretrained(str(teacher))
+    sentences = demo_sentences()
+    corpus = tmp_path / "corpus.txt"  # documents of 8 sentences, a blank line between
+    corpus.write_text("\n\n".join("\n".join(sentences[i:i + 8]) for i in range(0, len(sentences), 8)) + "\n")
+    pregenerate_training_data.main(["--train_corpus", str(corpus), "--bert_model", str(teacher), "--output_dir",
+                                    str(tmp_path / "data"), "--max_seq_len", "32", "--num_workers", "1",
+                                    "--epochs_to_generate", "1"])
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", str(teacher), "--output_dir", student, "--num_hidden_layers", "2",
+                       "--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32"])
+    out = tmp_path / "general"
+    general_distill.main(["--pregenerated_data", str(tmp_path / "data"), "--teacher_model", str(teacher),
+                          "--student_model", student, "--continue_train", "--output_dir", str(out),
+                          "--num_train_epochs", "3", "--train_batch_size", "8", "--learning_rate", "1e-2",
+                          "--logging_steps", "1", "--no-gpu"])
+    assert "layer map (student->teacher): emb->emb, 1->2, 2->3; att_loss kl" in capsys.readouterr().out
+    rows = log_rows(out)
+    for term in ("att_loss", "rep_loss"):
+        assert float(rows[-1][term]) < 0.8 * float(rows[0][term]), term
+    assert checkpoint.load_tokenizer(str(out)).get_vocab() == checkpoint.load_tokenizer(str(teacher)).get_vocab()
+    loaded = teachers.load_classifier(str(out), 2, modeling, fit_size=None, verbose=False)
+    assert loaded.config.type_vocab_size == 2 and loaded.fit_dense.weight.shape == (32, 16)
