@@ -91,7 +91,7 @@ def trim(teacher_dir, texts, teacher_vocab_size):
         if os.path.isfile(path):
             files[name] = json.dumps(_renumber_config_file(name, checkpoint.read_json(path), new_id),
                                      ensure_ascii=False, indent=2)
-    return Trimmed(np.array(kept, np.int64), teacher_vocab_size, files, new_id[tokenizer.pad_token])
+    return Trimmed(np.array(kept, np.int64), teacher_vocab_size, files, new_id.get(tokenizer.pad_token, 0))
 
 
 def _trim_vocab_txt(path, tokenizer, keep, teacher_vocab_size):
