@@ -32,6 +32,9 @@ VOCAB_NAME = "vocab.txt"
 # which its student takes): transformers' fast-tokenizer files, read by AutoTokenizer.
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_FILES = (TOKENIZER_JSON, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+# A student whose vocabulary was trimmed to a task's tokens (vocabulary.py): the teacher's id of each of
+# its ids, so that distillation feeds the teacher its own ids; modeling.save_pretrained carries it along.
+TEACHER_IDS_NAME = "teacher_token_ids.json"
 SAFETENSORS_NAME = "model.safetensors"
 PYTORCH_NAME = "pytorch_model.bin"
 ONEFLOW_PICKLE = "pickled_data"   # oneflow.save(state_dict, DIR): this file + one folder per tensor
@@ -84,6 +87,21 @@ def tokenizer_files(model_dir):
     return [p for p in (os.path.join(model_dir, n) for n in TOKENIZER_FILES) if os.path.isfile(p)]
 
 
+def read_teacher_ids(model_dir):
+    """(int64 array: the teacher id of each student id, the teacher's vocabulary size) of a trimmed
+    student, or None for a student on the teacher's whole vocabulary."""
+    if model_dir is None or not os.path.isfile(os.path.join(model_dir, TEACHER_IDS_NAME)):
+        return None
+    path = check_inside(os.path.join(model_dir, TEACHER_IDS_NAME), model_dir)
+    record = read_json(path)
+    record = record if isinstance(record, dict) else {}
+    ids, size = record.get("teacher_ids"), record.get("teacher_vocab_size")
+    if (not isinstance(ids, list) or not ids or not all(type(i) is int for i in ids) or type(size) is not int
+            or min(ids) < 0 or max(ids) >= size or len(set(ids)) != len(ids)):
+        raise CheckpointError(f"{path}: expected teacher_vocab_size and teacher_ids, distinct ids below it")
+    return np.array(ids, np.int64), size
+
+
 def for_transformers(model_dir):
     """The one place a model directory is handed to transformers (AutoTokenizer, Auto models):
     every check of an untrusted directory belongs here, before transformers opens any of its files."""
@@ -103,7 +121,7 @@ def load_tokenizer(model_dir, do_lower_case=None):
     if vocab is None:
         raise FileNotFoundError(f"{model_dir}: no {VOCAB_NAME} in this model directory (nor a {TOKENIZER_JSON})")
     if do_lower_case is None:
-        do_lower_case = _lower_case_of(model_dir, vocab)
+        do_lower_case = lower_case_of(model_dir, vocab)
     # transformers 5 takes the vocabulary as `vocab=`; given `vocab_file=` it silently builds an
     # empty vocabulary and every word becomes [UNK]. transformers 4 knows only `vocab_file=`.
     import inspect
@@ -111,7 +129,7 @@ def load_tokenizer(model_dir, do_lower_case=None):
     return BertTokenizerFast(**{"vocab" if takes_vocab else "vocab_file": vocab}, do_lower_case=do_lower_case)
 
 
-def _lower_case_of(model_dir, vocab_path):
+def lower_case_of(model_dir, vocab_path):
     """do_lower_case from tokenizer_config.json or config.json, else inferred from the vocabulary."""
     import json
     for name in ("tokenizer_config.json", CONFIG_NAME):

@@ -6,11 +6,16 @@ attention scores and hidden states on a large corpus.
 
 The loss is att_loss + rep_loss (distillation.py, shared with task distillation) under uniform
 layer mapping (or --layer_map); the student's hidden states, embeddings included, reach the
-teacher's width through fit_dense. The data are pregenerate_training_data.py's epoch_N.json files,
+teacher's width through fit_dense. The teacher may also be any encoder transformers' AutoModel loads
+(a RoBERTa, XLM-R, ELECTRA ... masked LM, on --backend torch; teachers.AutoEncoder), pregenerated with
+its own tokenizer; its attention is compared as in task distillation (--att_loss: the paper's MSE on
+scores where the teacher gives them with the student's head count, else the KL of head-averaged
+attention distributions). The data are pregenerate_training_data.py's epoch_N.json files,
 one per training epoch (cycling when fewer), each read in a seeded random order through an index of
-line offsets, never whole. The output directory is a model directory (config.json, vocab.txt,
-model.safetensors with fit_dense) that task distillation takes as its student; beside it
-train_log.csv, curves.png, general_distill_args.json and resume/ (the last checkpoint: --resume).
+line offsets, never whole. The output directory is a model directory (config.json, the teacher's
+vocab.txt or tokenizer files, model.safetensors with fit_dense) that task distillation takes as its
+student; beside it train_log.csv, curves.png, general_distill_args.json and resume/ (the last
+checkpoint: --resume).
 """
 import argparse
 import json
@@ -26,6 +31,7 @@ import files
 import cli
 import distillation
 import modeling
+import teachers
 import training
 from checkpoint import KNOWN_MODELS, resolve_model_dir
 
@@ -43,7 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--pregenerated_data", default="data/pretrain_data_json",
                    help="directory of epoch_N.json + epoch_N_metrics.json (pregenerate_training_data.py)")
     p.add_argument("--teacher_model", required=True,
-                   help=f"pretrained BERT model directory, or one of: {', '.join(KNOWN_MODELS)}")
+                   help=f"pretrained BERT model directory, or one of: {', '.join(KNOWN_MODELS)}; or any encoder "
+                        "transformers' AutoModel loads (RoBERTa, XLM-R, ELECTRA ...: --backend torch)")
     p.add_argument("--student_model", default="4L-312D",
                    help=f"a preset ({', '.join(PRESETS)}) or a directory with the student's config.json")
     p.add_argument("--student_layers", type=int, default=None,
@@ -52,6 +59,9 @@ def parse_args(argv=None):
                    help="start from the weights in --student_model's directory instead of random ones")
     p.add_argument("--layer_map", default="",
                    help="teacher layer (1..T) for each student layer, e.g. 2,4,6; default: uniform")
+    p.add_argument("--att_loss", choices=["auto", *distillation.ATT_LOSSES], default="auto",
+                   help="'mse' on pre-softmax scores head by head (the paper's), 'kl' on head-averaged attention "
+                        "distributions (any head count, any teacher); 'auto' takes mse where the teacher allows it")
     p.add_argument("--output_dir", default="models/general_tinybert_4L_312D")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --output_dir")
     p.add_argument("--resume", action="store_true", help="continue from --output_dir/resume")
@@ -105,9 +115,12 @@ def find_epochs(data_dir, num_train_epochs):
 
 
 def read_vocab(model_dir):
+    """{token: id} of the teacher's vocab.txt, or of its tokenizer.json (a BPE or SentencePiece teacher)."""
     path = checkpoint.find_vocab(model_dir)
+    if path is None and checkpoint.tokenizer_files(model_dir):
+        return checkpoint.load_tokenizer(model_dir).get_vocab()
     if path is None:
-        raise FileNotFoundError(f"{model_dir}: no {checkpoint.VOCAB_NAME}")
+        raise FileNotFoundError(f"{model_dir}: no {checkpoint.VOCAB_NAME} (nor {checkpoint.TOKENIZER_JSON})")
     with open(path, encoding="utf-8") as f:
         return {line.rstrip("\n"): i for i, line in enumerate(f)}
 
@@ -180,9 +193,10 @@ def pad(rows):
 def student_config(student_model, teacher_config, student_layers=None):
     """The student's BertConfig: a preset with the teacher's vocabulary, or a directory's config.json."""
     if student_model in PRESETS:
+        # two token types at least: the pregenerated [CLS] A [SEP] B [SEP] marks B with 1 (RoBERTa has one type)
         config = modeling.BertConfig(**PRESETS[student_model], vocab_size=teacher_config.vocab_size,
-                                     max_position_embeddings=teacher_config.max_position_embeddings,
-                                     type_vocab_size=teacher_config.type_vocab_size,
+                                     max_position_embeddings=min(teacher_config.max_position_embeddings, 512),
+                                     type_vocab_size=max(2, teacher_config.type_vocab_size),
                                      pad_token_id=teacher_config.pad_token_id)
     else:
         path = checkpoint.find_config(resolve_model_dir(student_model))
@@ -192,9 +206,6 @@ def student_config(student_model, teacher_config, student_layers=None):
                              f"{teacher_config.vocab_size}: the student reads the teacher's tokens")
     if student_layers:
         config.num_hidden_layers = student_layers
-    if config.num_attention_heads != teacher_config.num_attention_heads:
-        raise ValueError(f"the student has {config.num_attention_heads} attention heads, the teacher "
-                         f"{teacher_config.num_attention_heads}: att_loss compares them head by head")
     return config
 
 
@@ -225,7 +236,9 @@ class Teacher(modeling.BertModel):
 
 
 def load_teacher(teacher_dir, device):
-    teacher = Teacher.from_pretrained(teacher_dir).to(device)
+    """This project's BERT for a BERT directory, else a transformers encoder (teachers.AutoEncoder)."""
+    loader = Teacher if teachers.is_bert(teacher_dir) else teachers.AutoEncoder
+    teacher = loader.from_pretrained(teacher_dir).to(device)
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -240,15 +253,15 @@ class DistillLosses:
     """loss_fn of fit(): att_loss and rep_loss of the student against the teacher on one batch."""
     teacher: object
     student: object
-    layer_map: list
+    matching: distillation.Matching
 
     def __call__(self, b):
         ids, types, mask = b["input_ids"], b["token_type_ids"], b["attention_mask"]
         with flow.no_grad():
-            target = self.teacher(ids, types, mask)
+            teacher_atts, teacher_reps = teachers.encoder_internals(self.teacher, ids, types, mask)
         student_atts, student_reps = self.student(ids, types, mask)
-        att = distillation.att_loss(student_atts, target.attentions, self.layer_map, mask)
-        rep = distillation.rep_loss(student_reps, target.hidden_states, self.layer_map, mask)
+        att = self.matching.att_term(student_atts, teacher_atts, mask)
+        rep = distillation.rep_loss(student_reps, teacher_reps, self.matching.layer_map, mask)
         return {"att_loss": att, "rep_loss": rep, "loss": att + rep}
 
 
@@ -287,9 +300,12 @@ def main(argv=None):
     teacher = load_teacher(teacher_dir, device)
     student = make_student(args.student_model, teacher.config, resume_dir if resuming else None,
                            args.student_layers, args.continue_train).to(device)
+    if checkpoint.find_vocab(teacher_dir) is None:
+        student.source_dir = teacher_dir  # where save_pretrained copies a tokenizer.json teacher's files from
     check_lengths(epochs, teacher.config, student.config)
-    layer_map = distillation.parse_layer_map(args.layer_map, teacher.config.num_hidden_layers,
-                                             student.config.num_hidden_layers)
+    matching = distillation.match_layers(teacher.config, student.config, args.layer_map, args.att_loss,
+                                         getattr(teacher, "scores", True))
+    layer_map = matching.layer_map
     accum, pieces = args.gradient_accumulation_steps, dist.world * args.gradient_accumulation_steps
     total_steps = count_steps(epochs, args.train_batch_size * pieces, pieces)
     plan = training.Plan(total_steps=min(total_steps, args.max_steps or total_steps), log_every=args.logging_steps,
@@ -304,11 +320,12 @@ def main(argv=None):
               f"{student.config.num_hidden_layers} layers x {student.config.hidden_size}, layer map {layer_map}, "
               f"batch {args.train_batch_size} x {dist.world} processes x {accum} accumulated, "
               f"{plan.total_steps} of {total_steps} steps on {args.backend}/{device}")
+        print(matching.describe())
     student.train()
     state = training.fit(
         student, pregenerated_epochs(epochs, vocab, args.train_batch_size, args.seed, device, dist.world, dist.rank,
                                      accum),
-        DistillLosses(teacher, dist.wrap(student), layer_map), optimizer, scheduler, plan,
+        DistillLosses(teacher, dist.wrap(student), matching), optimizer, scheduler, plan,
         training.Saving(args.output_dir, vocab_file=checkpoint.find_vocab(teacher_dir)),
         precision=training.MixedPrecision(False, device, args.max_grad_norm), resume=args.resume,
         run_info={"mode": "general_distill", "layer_map": layer_map, "processes": dist.world,
@@ -316,7 +333,9 @@ def main(argv=None):
                   "epochs": args.num_train_epochs, "data": os.path.abspath(args.pregenerated_data),
                   "teacher_model": {"path": os.path.abspath(teacher_dir),
                                     "sha256": checkpoint.model_fingerprint(teacher_dir)},
-                  "student_model": args.student_model},
+                  "student_model": args.student_model,
+                  # recorded only when not the paper's, so that runs from before --att_loss still resume
+                  **({"att_loss": matching.att_loss_name} if matching.att_loss_name != "mse" else {})},
         desc="general distillation", dist=dist)
     if dist.is_main:
         print(f"general TinyBERT saved in {args.output_dir} (step {state.step} of {total_steps})")

@@ -172,6 +172,23 @@ PROCESSORS = {p.task: p for p in [
 ]}
 
 
+def task_texts(data_dir, task):
+    """(every text of the task's split files present in `data_dir`: each text_a and text_b, the splits
+    read): what a vocabulary trimmed to the task must cover, test sentences included, since the
+    student will be asked about them."""
+    processor = get_processor(task)
+    texts, read = [], []
+    for split in processor.splits:
+        if os.path.isfile(processor.split_path(data_dir, split)):
+            examples = processor.read_examples(data_dir, split)
+            texts += [t for e in examples for t in (e.text_a, e.text_b) if t]
+            read.append(split)
+    if not read:
+        names = ", ".join(name for name, _ in processor.split_files.values())
+        raise GlueDataError(f"{data_dir}: none of {processor.task}'s files ({names})")
+    return texts, read
+
+
 def get_processor(task):
     key = task.lower()
     if key not in PROCESSORS:
@@ -265,7 +282,7 @@ def truncated_lengths(len_a, len_b, budget):
     return keep_a, keep_b
 
 
-def _token_ids(tokenizer, texts):
+def token_ids(tokenizer, texts):
     """Word-piece ids of every text, without special tokens: (flat int32 ids, lengths)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -339,9 +356,9 @@ def _encode_chunk(tokenizer, examples, max_seq_length, template=None):
     """input_ids, input_mask, segment_ids and the number truncated for one chunk of examples."""
     t = template or template_of(tokenizer)
     n = len(examples)
-    flat_a, len_a = _token_ids(tokenizer, [e.text_a for e in examples])
+    flat_a, len_a = token_ids(tokenizer, [e.text_a for e in examples])
     texts_b = [e.text_b or "" for e in examples]
-    flat_b, len_b = _token_ids(tokenizer, texts_b) if any(texts_b) else (np.zeros(0, np.int32), np.zeros(n, np.int64))
+    flat_b, len_b = token_ids(tokenizer, texts_b) if any(texts_b) else (np.zeros(0, np.int32), np.zeros(n, np.int64))
     has_b = len_b > 0  # as BERT's run_classifier: a text_b without tokens makes no pair
     (s_pre, s_post), (p_pre, p_mid, p_post) = t.single, t.pair
     budget = np.where(has_b, max_seq_length - len(p_pre) - len(p_mid) - len(p_post),

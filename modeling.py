@@ -308,6 +308,9 @@ class PreTrainedBert(nn.Module):
             else:  # a BPE / SentencePiece vocabulary (a student of a RoBERTa, XLM-R, DeBERTa teacher)
                 for path in checkpoint.tokenizer_files(self.source_dir):
                     checkpoint.copy_file(path, os.path.join(tmp, os.path.basename(path)))
+            if checkpoint.read_teacher_ids(self.source_dir) is not None:  # a trimmed vocabulary's map to the teacher's
+                checkpoint.copy_file(os.path.join(self.source_dir, checkpoint.TEACHER_IDS_NAME),
+                                     os.path.join(tmp, checkpoint.TEACHER_IDS_NAME))
 
 
 class BertModel(PreTrainedBert):

@@ -40,6 +40,7 @@ import inference
 import modeling
 import teachers
 import training
+import vocabulary
 
 flow = backend.framework()
 
@@ -207,7 +208,8 @@ def load_models(student_dir, teacher_dir, processor, device, allow_untrained_tea
                                        fit_size=teacher.config.hidden_size if teacher else None,
                                        trainable_only_alone=teacher is not None)
     if teacher is not None:
-        check_same_vocabulary(teacher_dir, teacher.config, student_dir, student.config)
+        check_same_vocabulary(teacher_dir, teacher.config, student_dir, student.config,
+                              checkpoint.read_teacher_ids(student_dir))
     inference.label_permutation(student, processor, "student", allow_remap=False)
     if not processor.is_regression:  # every saved model records its label order
         student.config.extra["id2label"] = {str(i): str(label) for i, label in enumerate(processor.labels)}
@@ -215,7 +217,13 @@ def load_models(student_dir, teacher_dir, processor, device, allow_untrained_tea
     return teacher, student.to(device)
 
 
-def check_same_vocabulary(teacher_dir, teacher_config, student_dir, student_config):
+def check_same_vocabulary(teacher_dir, teacher_config, student_dir, student_config, trimmed=None):
+    """The student reads the teacher's vocabulary, or (`trimmed`: checkpoint.read_teacher_ids) a part of
+    it whose map leads each of its tokens to the teacher's id of that token."""
+    if trimmed is not None:
+        vocabulary.check_student(teacher_dir, teacher_config.vocab_size, student_dir, student_config.vocab_size,
+                                 trimmed[0])
+        return
     if teacher_config.vocab_size != student_config.vocab_size:
         raise ValueError(f"teacher {teacher_dir} and student {student_dir} have different vocabularies "
                          f"(vocab_size {teacher_config.vocab_size} vs {student_config.vocab_size}): "
@@ -280,14 +288,18 @@ def training_epochs(features, batch_size, recipe, seed, device, teacher_logits=N
 # Teacher
 # ----------------------------------------------------------------------------------------------
 class Teacher:
-    """The teacher's forward pass: no grad, eval mode, optional bf16 autocast, label reordering."""
+    """The teacher's forward pass: no grad, eval mode, optional bf16 autocast, label reordering; for a
+    student on a trimmed vocabulary, the batch's (student) ids turned into the teacher's ids first."""
 
-    def __init__(self, model, processor, device, dtype="fp32", remap_labels=False):
+    def __init__(self, model, processor, device, dtype="fp32", remap_labels=False, teacher_ids=None):
         self.model, self.device = model, device
         self.autocast = dtype == "bf16"
         self.perm = inference.label_permutation(model, processor, "teacher", remap_labels)
+        self.token_map = None if teacher_ids is None else flow.tensor(np.asarray(teacher_ids, np.int64), device=device)
 
     def __call__(self, b, need_internals=True):
+        if self.token_map is not None:
+            b = dict(b, input_ids=self.token_map[b["input_ids"]])
         with flow.no_grad():
             if self.autocast:
                 with flow.autocast(self.device.split(":")[0], dtype=flow.bfloat16):
@@ -395,9 +407,9 @@ def evaluate(task, model, features, batch_size, device, losses=None):
 # Training
 # ----------------------------------------------------------------------------------------------
 def make_teacher(model, student, processor, device, dtype="fp32", remap_labels=False, layer_map_text="",
-                 att_loss="auto"):
+                 att_loss="auto", teacher_ids=None):
     """The Teacher and the Matching of its layers and attention to the student's."""
-    teacher = Teacher(model, processor, device, dtype, remap_labels)
+    teacher = Teacher(model, processor, device, dtype, remap_labels, teacher_ids)
     return teacher, distillation.match_layers(model.config, student.config, layer_map_text, att_loss,
                                               getattr(model, "scores", True))
 
@@ -463,8 +475,10 @@ def main(argv=None):
 
     teacher = matching = teacher_logits = None
     if mode.needs_teacher:
+        trimmed = checkpoint.read_teacher_ids(args.student_model)
         teacher, matching = make_teacher(teacher_model, student, processor, device, args.teacher_dtype,
-                                         args.remap_teacher_labels, args.layer_map, args.att_loss)
+                                         args.remap_teacher_labels, args.layer_map, args.att_loss,
+                                         None if trimmed is None else trimmed[0])
         if mode.intermediate and dist.is_main:
             print(matching.describe())
     if mode is Mode.STAGE2 and recipe.teacher_logits_once:

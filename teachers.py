@@ -21,9 +21,12 @@ import math
 import os
 from types import SimpleNamespace
 
+import numpy as np
+
 import backend
 import checkpoint
 import files
+import vocabulary
 
 flow = backend.framework()  # torch for transformers models; on OneFlow from_pretrained refuses
 
@@ -89,6 +92,8 @@ class AutoClassifier(flow.nn.Module):
     (logits, attentions, hidden states); attentions are pre-softmax scores when `scores` is True, else
     probabilities. A torch module, so that teacher fine-tuning trains and saves it like a BERT."""
 
+    auto_class = "AutoModelForSequenceClassification"
+
     def __init__(self, model, source_dir, missing_keys=()):
         super().__init__()
         self.hf = model
@@ -96,9 +101,13 @@ class AutoClassifier(flow.nn.Module):
         hf = model.config
         self.num_labels = hf.num_labels
         self.model_type = hf.model_type
+        # RoBERTa's family numbers positions from padding_idx + 1: its table has that many rows fewer to use
+        offset = (hf.pad_token_id or 0) + 1 if self.model_type in POSITION_OFFSET_PAST_PAD else 0
         self.config = SimpleNamespace(
             hidden_size=hf.hidden_size, num_hidden_layers=hf.num_hidden_layers,
             num_attention_heads=hf.num_attention_heads, vocab_size=hf.vocab_size,
+            max_position_embeddings=getattr(hf, "max_position_embeddings", 512) - offset,
+            type_vocab_size=getattr(hf, "type_vocab_size", 0) or 1, pad_token_id=hf.pad_token_id or 0,
             extra={"id2label": {str(k): v for k, v in hf.id2label.items()}})
         self.takes_token_types = ("token_type_ids" in inspect.signature(model.forward).parameters
                                   and (getattr(hf, "type_vocab_size", 0) or 0) > 1)
@@ -116,7 +125,7 @@ class AutoClassifier(flow.nn.Module):
         path = checkpoint.for_transformers(model_dir)
         kwargs = {"num_labels": num_labels} if num_labels else {}
         # eager attention: the SDPA kernels return no attention probabilities
-        model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+        model, info = getattr(transformers, cls.auto_class).from_pretrained(
             path, attn_implementation="eager", output_loading_info=True, **kwargs)
         missing = list(info.get("missing_keys", ()))
         if verbose and missing:
@@ -173,10 +182,11 @@ class AutoClassifier(flow.nn.Module):
         finally:
             for h in hooks:
                 h.remove()
+        logits = getattr(out, "logits", None)  # an AutoEncoder has none
         if not output_attentions:
-            return out.logits, [], []
+            return logits, [], []
         atts = self._scores(attention_mask) if capture else list(out.attentions)
-        return out.logits, atts, list(out.hidden_states)
+        return logits, atts, list(out.hidden_states)
 
     def _scores(self, attention_mask):
         """Pre-softmax scores [B, heads, L, L] per layer from the captured projections."""
@@ -193,6 +203,22 @@ class AutoClassifier(flow.nn.Module):
         return [split(q) @ split(k).transpose(-1, -2) / math.sqrt(size) + additive for q, k in zip(qs, ks)]
 
 
+class AutoEncoder(AutoClassifier):
+    """A transformers encoder without a task head (AutoModel: a masked-LM or any checkpoint of the
+    encoder) behind the same call, logits None: general distillation's teacher, which needs only
+    attentions and hidden states."""
+
+    auto_class = "AutoModel"
+
+
+def encoder_internals(teacher, input_ids, token_type_ids, attention_mask):
+    """(attentions, hidden states) of either kind of load_encoder's teachers."""
+    out = teacher(input_ids, token_type_ids, attention_mask)
+    if isinstance(teacher, AutoClassifier):
+        return out[1], out[2]
+    return out.attentions, out.hidden_states
+
+
 def _tokenizer_paths(model_dir):
     """The tokenizer's files of a model directory: vocab.txt (WordPiece) or transformers' fast-tokenizer
     files, and the sentencepiece / BPE files a slow tokenizer would need."""
@@ -201,19 +227,101 @@ def _tokenizer_paths(model_dir):
     return [p for p in (os.path.join(model_dir, n) for n in names) if os.path.isfile(p)]
 
 
-def write_student(teacher_dir, out_dir, modeling, layers=4, hidden=312, heads=12, intermediate=1200, seed=0):
-    """A random TinyBERT student of the given shape on the teacher's vocabulary (its size, padding id
-    and tokenizer files), for teachers with no General TinyBERT of their vocabulary."""
+# model_type -> the name its encoder's weights carry in a sequence classifier, for the encoders whose
+# layers are BERT's own (same modules, same names under the prefix): what --init_from_teacher copies.
+BERT_SHAPED = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta", "camembert": "roberta",
+               "electra": "electra"}
+# RoBERTa's family numbers positions from padding_idx + 1, so its first real token reads that row.
+POSITION_OFFSET_PAST_PAD = ("roberta", "xlm-roberta", "camembert")
+
+
+def teacher_shape(teacher_dir):
+    """The shape (and the config values that go with the weights) a student initialised from the
+    teacher's layers takes: its width, heads, feed-forward size, activation, norm epsilon, token types."""
+    kind = model_type(teacher_dir)
+    if kind not in BERT_SHAPED:
+        raise ValueError(f"--init_from_teacher copies the layers of BERT-shaped encoders ({', '.join(BERT_SHAPED)}); "
+                         f"teacher {teacher_dir} is {kind}: start the student at random instead")
+    config = checkpoint.read_json(checkpoint.find_config(teacher_dir))
+    if kind == "electra" and int(config.get("embedding_size", config["hidden_size"])) != int(config["hidden_size"]):
+        raise ValueError(f"teacher {teacher_dir}: ELECTRA with embedding_size {config['embedding_size']} projected to "
+                         f"hidden_size {config['hidden_size']}; --init_from_teacher needs them equal")
+    return dict(hidden_size=int(config["hidden_size"]), num_attention_heads=int(config["num_attention_heads"]),
+                intermediate_size=int(config["intermediate_size"]), hidden_act=str(config.get("hidden_act", "gelu")),
+                layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
+                type_vocab_size=max(1, int(config.get("type_vocab_size") or 1)))
+
+
+def teacher_layers(teacher_dir, student_state, layer_map, teacher_ids=None):
+    """`student_state` (a random student's numpy state, BERT names) with the teacher's embeddings, its
+    layer layer_map[i] as student layer i+1 and its pooler where it has one; word embeddings only of
+    the kept tokens with `teacher_ids` (a trimmed vocabulary). Returns (state, names copied)."""
+    kind = model_type(teacher_dir)
+    prefix = BERT_SHAPED[kind] + "."
+    teacher = {("bert." + k[len(prefix):] if k.startswith(prefix) else k): v
+               for k, v in checkpoint.load_state_dict(teacher_dir).items()}
+    config = checkpoint.read_json(checkpoint.find_config(teacher_dir))
+    offset = pad_offset(config) if kind in POSITION_OFFSET_PAST_PAD else 0
+    state, copied = dict(student_state), []
+    for name, value in student_state.items():
+        source = name
+        if name.startswith("bert.encoder.layer."):
+            index, rest = name[len("bert.encoder.layer."):].split(".", 1)
+            source = f"bert.encoder.layer.{layer_map[int(index)] - 1}.{rest}"
+        if source not in teacher:
+            continue
+        array = np.asarray(teacher[source], np.float32)
+        if name == "bert.embeddings.word_embeddings.weight" and teacher_ids is not None:
+            array = array[teacher_ids]
+        elif name == "bert.embeddings.position_embeddings.weight":
+            array = array[offset:offset + value.shape[0]]
+        if array.shape != value.shape:
+            raise ValueError(f"teacher {teacher_dir}: {source} has shape {array.shape}, the student's {name} "
+                             f"{value.shape}")
+        state[name], copied = array, copied + [name]
+    missing = [n for n in student_state if n.startswith(("bert.embeddings.", "bert.encoder.")) and n not in copied]
+    if missing:
+        raise ValueError(f"teacher {teacher_dir}: no weights for {', '.join(missing[:3])}"
+                         + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
+    return state, copied
+
+
+def write_student(teacher_dir, out_dir, modeling, layers=4, hidden=312, heads=12, intermediate=1200, seed=0,
+                  trimmed=None, layer_map=None):
+    """A TinyBERT student on the teacher's vocabulary (its size, padding id and tokenizer files), for
+    teachers with no General TinyBERT of their vocabulary: random, of the given shape; or, with
+    `layer_map` (student layer i+1 <- teacher layer layer_map[i]), of the teacher's width with its
+    embeddings and those layers (teacher_shape, teacher_layers). With `trimmed` (vocabulary.trim) on
+    the kept tokens only, with their tokenizer and map to the teacher's ids. Returns (number of
+    parameters, names copied from the teacher)."""
     teacher = checkpoint.read_json(checkpoint.find_config(teacher_dir))
+    vocab = trimmed.vocab_size if trimmed else int(teacher["vocab_size"])
+    pad = trimmed.pad_token_id if trimmed else int(teacher.get("pad_token_id") or 0)
+    shape = dict(hidden_size=hidden, num_attention_heads=heads, intermediate_size=intermediate)
+    positions = int(teacher.get("max_position_embeddings", 512))
+    if layer_map is not None:
+        shape = teacher_shape(teacher_dir)
+        if model_type(teacher_dir) in POSITION_OFFSET_PAST_PAD:
+            positions -= pad_offset(teacher)
     config = modeling.BertConfig(
-        vocab_size=int(teacher["vocab_size"]), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=intermediate, max_position_embeddings=min(int(teacher.get("max_position_embeddings", 512)), 512),
-        pad_token_id=int(teacher.get("pad_token_id") or 0))
+        vocab_size=vocab, num_hidden_layers=layers, max_position_embeddings=min(positions, 512), pad_token_id=pad,
+        extra=dict(trimmed.config_extra) if trimmed else {}, **shape)
     modeling.flow.manual_seed(seed)
     student = modeling.BertModel(config)  # the encoder alone: fit_dense and classifier come with the stages
+    state, copied = student.numpy_state_dict(), []
+    if layer_map is not None:
+        state, copied = teacher_layers(teacher_dir, state, layer_map, trimmed.teacher_ids if trimmed else None)
     with files.atomic_dir(out_dir) as tmp:
         config.save(tmp)
-        checkpoint.save_safetensors(student.numpy_state_dict(), tmp)
-        for path in _tokenizer_paths(teacher_dir):
-            checkpoint.copy_file(path, os.path.join(tmp, os.path.basename(path)))
-    return out_dir
+        checkpoint.save_safetensors(state, tmp)
+        if trimmed:
+            vocabulary.write(trimmed, tmp, source=os.path.basename(os.path.normpath(os.path.abspath(teacher_dir))))
+        else:
+            for path in _tokenizer_paths(teacher_dir):
+                checkpoint.copy_file(path, os.path.join(tmp, os.path.basename(path)))
+    return sum(int(v.size) for v in state.values()), copied
+
+
+def pad_offset(config):
+    """Rows of a RoBERTa-family position table before its first real position (padding_idx + 1)."""
+    return int(config.get("pad_token_id") or 0) + 1

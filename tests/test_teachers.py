@@ -78,9 +78,10 @@ def sst2(tmp_path_factory):
 
 
 def write_teacher(model_type, directory):
-    """A random (but complete: classifier included) transformers classifier and its tokenizer."""
+    """A random (but complete: classifier included) transformers classifier and its tokenizer (bert:
+    transformers' own BERT, on WordPiece)."""
     import torch
-    kind, extra = ARCHITECTURES[model_type]
+    kind, extra = ("wordpiece", {}) if model_type == "bert" else ARCHITECTURES[model_type]
     vocab, pad = write_tokenizer(kind, directory)
     shape = dict(SHAPE)
     if model_type == "distilbert":
@@ -232,3 +233,196 @@ def test_a_bpe_student_exports_to_onnx_with_its_tokenizer(sst2, tmp_path):
     examples = [glue.InputExample("1", "a gripping , funny film", "dull", None)]
     np.testing.assert_allclose(inference.predict_examples(exported.runner, examples, exported.tokenizer, 32)[0],
                                inference.predict_examples(served.runner, examples, served.tokenizer, 32)[0], atol=1e-4)
+
+
+def student_texts_to_teacher(teacher, student, data_dir):
+    """(teacher features, the student's features with its ids mapped to the teacher's) of the task's dev
+    split and a pair of its sentences: what distillation feeds the teacher from a trimmed student's batch."""
+    examples = glue.get_processor("SST-2").read_examples(data_dir, "dev")
+    examples.append(glue.InputExample("pair", examples[0].text_a, examples[1].text_a, None))
+    ids = checkpoint.read_teacher_ids(student)[0]
+    theirs = glue.convert_examples_to_features(examples, checkpoint.load_tokenizer(teacher), 64, [None])
+    ours = glue.convert_examples_to_features(examples, checkpoint.load_tokenizer(student), 64, [None])
+    return theirs, ours, ids
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "electra", "deberta-v2"])
+def test_a_trimmed_vocabulary_gives_the_teacher_its_own_tokens(model_type, sst2, tmp_path, capsys):
+    """BPE (every single character kept), WordPiece (vocab.txt) and Unigram with [CLS]/[SEP]: the
+    trimmed tokenizer's ids, mapped through teacher_token_ids.json, are the teacher tokenizer's ids for
+    the task's text, special tokens, padding and token types included."""
+    teacher = write_teacher(model_type, tmp_path / "teacher")
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", teacher, "--output_dir", student, "--num_hidden_layers", "2",
+                       "--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32",
+                       "--trim_vocab", sst2, "--task_name", "SST-2"])
+    assert "checked: the student's tokenizer gives the teacher's tokens for 96 of 96 texts\n" in capsys.readouterr().out
+    theirs, ours, ids = student_texts_to_teacher(teacher, student, sst2)
+    np.testing.assert_array_equal(ids[ours.input_ids], theirs.input_ids)
+    np.testing.assert_array_equal(ours.segment_ids, theirs.segment_ids)
+    np.testing.assert_array_equal(ours.input_mask, theirs.input_mask)
+    assert not any(os.path.isfile(os.path.join(student, n)) for n in ("vocab.json", "merges.txt", "spm.model"))
+
+
+def test_a_trimmed_xlmr_student_distils_predicts_and_loads_in_transformers(sst2, tmp_path, capsys):
+    """XLM-R (Unigram, <s> a </s></s> b </s>) trimmed to the task's tokens: the printed parameter counts
+    are the student's, the teacher fed the mapped ids gives the logits it gives on its own features, both
+    stages run, and predict.py, transformers' pipeline and the map agree on the trimmed student."""
+    import torch
+    import predict
+    teacher = write_teacher("xlm-roberta", tmp_path / "teacher")
+    shape = ["--num_hidden_layers", "2", "--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32"]
+    make_student.main(["--teacher_model", teacher, "--output_dir", str(tmp_path / "full")] + shape)
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", teacher, "--output_dir", student, "--trim_vocab", sst2,
+                       "--task_name", "SST-2"] + shape)
+    printed = capsys.readouterr().out
+    count = lambda d: sum(int(v.size) for v in checkpoint.load_state_dict(d).values())
+    kept = len(checkpoint.read_teacher_ids(student)[0])
+    assert 5 < kept < 299 and checkpoint.read_json(os.path.join(student, "config.json"))["vocab_size"] == kept
+    assert (f"student parameters: {count(str(tmp_path / 'full')):,} with the teacher's 299-token vocabulary -> "
+            f"{count(student):,} with the {kept:,} tokens the task uses") in printed
+    assert count(str(tmp_path / "full")) - count(student) == (299 - kept) * 16
+
+    # the teacher on the student's batch (mapped) sees what it sees on its own features
+    processor = glue.get_processor("SST-2")
+    model = teachers.load_teacher(teacher, 2, "cpu", modeling)
+    theirs, ours, ids = student_texts_to_teacher(teacher, student, sst2)
+    rows = np.arange(len(ours))
+    fed = task_distill.Teacher(model, processor, "cpu", teacher_ids=ids)(task_distill.to_tensors(ours, rows, 64, "cpu"))
+    with torch.no_grad():
+        own = model(*(torch.tensor(a.astype(np.int64)) for a in (theirs.input_ids, theirs.segment_ids,
+                                                                  theirs.input_mask)))
+    torch.testing.assert_close(fed[0], own[0])
+    torch.testing.assert_close(fed[2][-1], own[2][-1])
+
+    common = ["--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher, "--max_seq_length", "32",
+              "--train_batch_size", "16", "--seed", "1", "--learning_rate", "3e-3"]
+    task_distill.main(common + ["--intermediate_distill", "--student_model", student, "--output_dir",
+                                str(tmp_path / "s1"), "--num_train_epochs", "4"])
+    rows = log_rows(tmp_path / "s1")
+    assert float(rows[-1]["dev_rep_loss"]) < 0.9 * float(rows[0]["dev_rep_loss"])
+    out = str(tmp_path / "s2")
+    task_distill.main(common + ["--pred_distill", "--student_model", str(tmp_path / "s1"), "--output_dir", out,
+                                "--num_train_epochs", "2"])
+    assert checkpoint.read_teacher_ids(out)[0].tolist() == ids.tolist()  # carried through both stages
+
+    texts = [glue.InputExample("1", "a gripping , funny film", None, None), glue.InputExample("2", "dull", None, None)]
+    served = inference.load_student(out, "torch")
+    ours_logits = inference.predict_examples(served.runner, texts, served.tokenizer, 32)[0]
+    pipe = transformers.pipeline("text-classification", model=out, tokenizer=out, top_k=None)
+    theirs_logits = np.array([[d["score"] for d in sorted(r, key=lambda d: d["label"])]
+                              for r in pipe([e.text_a for e in texts], function_to_apply="none")])
+    np.testing.assert_allclose(ours_logits, theirs_logits, atol=1e-4)
+    (tmp_path / "in.txt").write_text("a gripping , funny film\ndull\n")
+    predict.main(["--model", out, "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.tsv"),
+                  "--max_seq_length", "32"])
+    lines = (tmp_path / "out.tsv").read_text().splitlines()
+    probs = np.exp(ours_logits) / np.exp(ours_logits).sum(1, keepdims=True)
+    assert len(lines) == 2 and np.allclose([[float(x) for x in l.split("\t")[1:]] for l in lines], probs, atol=1e-4)
+
+    # a trimmed student refuses a teacher whose tokens its map does not lead to
+    other = write_teacher("deberta-v2", tmp_path / "other")  # the same Unigram pieces, other special tokens
+    with pytest.raises(ValueError, match="not trimmed from teacher"):
+        task_distill.main(common + ["--pred_distill", "--student_model", student, "--teacher_model", other,
+                                    "--output_dir", str(tmp_path / "bad")])
+
+
+@pytest.mark.parametrize("model_type", ["xlm-roberta", "bert"])
+def test_init_from_teacher_copies_its_embeddings_and_every_kth_layer(model_type, sst2, tmp_path, capsys):
+    """--init_from_teacher: student layer i is teacher layer map[i] tensor for tensor (RoBERTa's position
+    table shifted past its padding row; with --trim_vocab the kept rows of its word embeddings); a copy
+    of every layer computes the teacher's hidden states; a 2-layer copy distils through both stages."""
+    import torch
+    teacher = write_teacher(model_type, tmp_path / "teacher")
+    trim = ["--trim_vocab", sst2, "--task_name", "SST-2"] if model_type == "xlm-roberta" else []
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", teacher, "--output_dir", student, "--num_hidden_layers", "2",
+                       "--init_from_teacher"] + trim)
+    assert "initialised from the teacher: embeddings and layers 2, 3 as student layers 1..2" in capsys.readouterr().out
+    prefix = "roberta." if model_type == "xlm-roberta" else "bert."
+    theirs = checkpoint.load_state_dict(teacher)
+    ours = checkpoint.load_state_dict(student)
+    assert checkpoint.read_json(os.path.join(student, "config.json"))["hidden_size"] == 32
+    for i, t in enumerate([2, 3]):
+        names = [k for k in ours if k.startswith(f"bert.encoder.layer.{i}.")]
+        assert len(names) == 16
+        for name in names:
+            source = prefix + f"encoder.layer.{t - 1}." + name.split(".", 4)[4]
+            np.testing.assert_array_equal(ours[name], theirs[source])
+    words = theirs[prefix + "embeddings.word_embeddings.weight"]
+    ids = checkpoint.read_teacher_ids(student)[0] if trim else np.arange(len(words))
+    np.testing.assert_array_equal(ours["bert.embeddings.word_embeddings.weight"], words[ids])
+    offset = 2 if model_type == "xlm-roberta" else 0  # padding_idx 1, first position 2
+    positions = ours["bert.embeddings.position_embeddings.weight"]
+    np.testing.assert_array_equal(positions, theirs[prefix + "embeddings.position_embeddings.weight"][offset:offset + len(positions)])
+
+    whole = str(tmp_path / "whole")
+    make_student.main(["--teacher_model", teacher, "--output_dir", whole, "--num_hidden_layers", "3",
+                       "--init_from_teacher"] + trim)
+    copy = modeling.BertModel.from_pretrained(whole, verbose=False).eval()
+    model = teachers.load_teacher(teacher, 2, "cpu", modeling, through="transformers")
+    student_ids = torch.tensor([[0, 5, 6, 7, 8, 9, 2]])
+    teacher_ids = torch.tensor(ids)[student_ids]
+    with torch.no_grad():
+        hidden = copy(student_ids, torch.zeros_like(student_ids), torch.ones_like(student_ids))[2]
+        reference = model(teacher_ids, torch.zeros_like(teacher_ids), torch.ones_like(teacher_ids))[2]
+    assert len(hidden) == len(reference) == 4
+    for a, b in zip(hidden, reference):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+    common = ["--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher, "--max_seq_length", "32",
+              "--train_batch_size", "16", "--seed", "1", "--learning_rate", "1e-3"]
+    task_distill.main(common + ["--intermediate_distill", "--student_model", student, "--output_dir",
+                                str(tmp_path / "s1"), "--num_train_epochs", "2"])
+    assert "att_loss mse" in capsys.readouterr().out  # the teacher's heads and width: the paper's loss
+    task_distill.main(common + ["--pred_distill", "--student_model", str(tmp_path / "s1"), "--output_dir",
+                                str(tmp_path / "s2"), "--num_train_epochs", "1"])
+    assert np.isfinite(float(log_rows(tmp_path / "s2")[-1]["cls_loss"]))
+
+
+@pytest.mark.parametrize("model_type,refusal", [("electra", "embedding_size 16"), ("deberta-v2", "BERT-shaped")])
+def test_init_from_teacher_refuses_layers_it_cannot_copy(model_type, refusal, tmp_path):
+    teacher = write_teacher(model_type, tmp_path / "teacher")
+    with pytest.raises(ValueError, match=refusal):
+        make_student.main(["--teacher_model", teacher, "--output_dir", str(tmp_path / "s"), "--init_from_teacher"])
+    with pytest.raises(ValueError, match="fix the student's width"):
+        make_student.main(["--teacher_model", write_teacher("roberta", tmp_path / "roberta"), "--output_dir",
+                           str(tmp_path / "s"), "--init_from_teacher", "--hidden_size", "16"])
+
+
+def test_general_distillation_from_a_transformers_masked_lm(tmp_path, capsys):
+    """A tiny RoBERTa masked LM (byte-level BPE) as general distillation's teacher: the corpus is
+    pregenerated with its tokenizer, its 4 heads against the student's 2 take the KL, both losses fall,
+    and the general student carries the teacher's tokenizer into task distillation's loaders."""
+    import torch
+    import general_distill
+    import pregenerate_training_data
+    from tiny_assets import demo_sentences
+    teacher = tmp_path / "teacher"
+    vocab, pad = write_tokenizer("bpe", teacher)
+    config = transformers.AutoConfig.for_model("roberta", vocab_size=vocab, pad_token_id=pad, type_vocab_size=1,
+                                               **SHAPE)
+    torch.manual_seed(0)
+    transformers.AutoModelForMaskedLM.from_config(config).save_pretrained(str(teacher))
+    sentences = demo_sentences()
+    corpus = tmp_path / "corpus.txt"  # documents of 8 sentences, a blank line between
+    corpus.write_text("\n\n".join("\n".join(sentences[i:i + 8]) for i in range(0, len(sentences), 8)) + "\n")
+    pregenerate_training_data.main(["--train_corpus", str(corpus), "--bert_model", str(teacher), "--output_dir",
+                                    str(tmp_path / "data"), "--max_seq_len", "32", "--num_workers", "1",
+                                    "--epochs_to_generate", "1"])
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", str(teacher), "--output_dir", student, "--num_hidden_layers", "2",
+                       "--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32"])
+    out = tmp_path / "general"
+    general_distill.main(["--pregenerated_data", str(tmp_path / "data"), "--teacher_model", str(teacher),
+                          "--student_model", student, "--continue_train", "--output_dir", str(out),
+                          "--num_train_epochs", "3", "--train_batch_size", "8", "--learning_rate", "1e-2",
+                          "--logging_steps", "1", "--no-gpu"])
+    assert "layer map (student->teacher): emb->emb, 1->2, 2->3; att_loss kl" in capsys.readouterr().out
+    rows = log_rows(out)
+    for term in ("att_loss", "rep_loss"):
+        assert float(rows[-1][term]) < 0.8 * float(rows[0][term]), term
+    assert checkpoint.load_tokenizer(str(out)).get_vocab() == checkpoint.load_tokenizer(str(teacher)).get_vocab()
+    loaded = teachers.load_classifier(str(out), 2, modeling, fit_size=None, verbose=False)
+    assert loaded.config.type_vocab_size == 2 and loaded.fit_dense.weight.shape == (32, 16)
