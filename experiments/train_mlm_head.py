@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # demo_assets, also when imported by a test
 import backend  # noqa: E402
 
-backend.use("torch")  # bf16 autocast on the CPU is what makes this minutes; the output is safetensors
+backend.use("torch")  # bf16 autocast on CPUs that have it is what makes this minutes; the output is safetensors
 import torch  # noqa: E402
 
 import checkpoint  # noqa: E402
@@ -302,10 +302,25 @@ def parse_args(argv=None):
     p.add_argument("--mask_prob", type=float, default=0.15)
     p.add_argument("--pair_input", action="store_true",
                    help="train on data_augmentation.py's input, [CLS] masked text [SEP] the text [SEP]")
-    p.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16", help="autocast dtype of the matmuls")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="autocast dtype of the matmuls (auto: bf16 where the CPU computes it natively, else fp32)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=42)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.dtype == "auto":
+        args.dtype = "bf16" if native_bf16() else "fp32"
+    return args
+
+
+def native_bf16(cpuinfo="/proc/cpuinfo"):
+    """Whether the CPU multiplies bf16 in hardware (AMX or AVX-512 BF16). Elsewhere bf16 autocast is
+    emulated and several times slower than fp32, for the same held-out accuracy (docs/results.md)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 if __name__ == "__main__":

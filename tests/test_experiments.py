@@ -89,6 +89,19 @@ def test_trained_head_predicts_held_out_words(tmp_path, capsys):
     assert set(head.replacement_ids(tokenizer)) == set(range(6, len(vocab)))
 
 
+def test_bf16_is_chosen_only_where_the_cpu_computes_it(tmp_path):
+    script = load_script()
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, native in (("fpu sse avx2 fma", False), ("avx512f avx512_bf16 avx2", True), ("avx2 amx_bf16 amx_tile", True),
+                          ("avx512f avx512bw", False)):
+        cpuinfo.write_text(f"processor\t: 0\nmodel name\t: some cpu\nflags\t\t: {flags}\n")
+        assert script.native_bf16(str(cpuinfo)) is native, flags
+    assert script.native_bf16(str(tmp_path / "absent")) is False
+    base = ["--model", "m", "--corpus", "c", "--out", "o"]
+    assert script.parse_args(base).dtype == ("bf16" if script.native_bf16() else "fp32")
+    assert script.parse_args(base + ["--dtype", "bf16"]).dtype == "bf16"
+
+
 def fake_run(root, name, accuracy=None, seconds=60.0, speed=500.0, parameters=13_200_000, under="runs", **metrics):
     """A finished stage as task_distill.py leaves it: train_log.csv, and results_eval.json if last."""
     os.makedirs(os.path.join(root, under, name))
