@@ -1,7 +1,8 @@
 """A TinyBERT student on a teacher's vocabulary, for a teacher with no General TinyBERT of its
 vocabulary (a RoBERTa, XLM-R, DeBERTa ... teacher): the teacher's vocabulary size, padding id and
 tokenizer files (vocab.txt, or tokenizer.json and its companions), and either a random encoder of the
-student's shape or (--init_from_teacher) the teacher's own embeddings and every k-th layer.
+student's shape or (--init_from_teacher) the teacher's own embeddings and every k-th layer, whole or
+narrowed by keeping evenly spaced units.
 
     python make_student.py --teacher_model models/finetuned_teacher/SST-2 --output_dir models/student_init \\
         --backend torch
@@ -10,6 +11,9 @@ student's shape or (--init_from_teacher) the teacher's own embeddings and every 
         --trim_vocab data/glue_data/SST-2 --task_name SST-2 --backend torch
     # a 4-layer student of the teacher's width starting from its layers 3, 6, 9, 12:
     python make_student.py --teacher_model models/roberta_sst2 --output_dir models/student_init --init_from_teacher
+    # the same, 312 wide (evenly spaced hidden units, 26 of each head's 64 dimensions, 1200 feed-forward units):
+    python make_student.py --teacher_model models/roberta_sst2 --output_dir models/student_init --init_from_teacher \
+        --hidden_size 312 --intermediate_size 1200
 
 then task_distill.py --intermediate_distill --student_model models/student_init (see docs/teachers.md).
 """
@@ -32,14 +36,13 @@ def parse_args(argv=None):
     p.add_argument("--teacher_model", required=True, help="the teacher's model directory (its tokenizer is copied)")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--num_hidden_layers", type=int, default=4)
-    p.add_argument("--hidden_size", type=int, help=f"default {SHAPE['hidden_size']}; the teacher's with --init_from_teacher")
-    p.add_argument("--num_attention_heads", type=int,
-                   help=f"default {SHAPE['num_attention_heads']}; the teacher's with --init_from_teacher")
-    p.add_argument("--intermediate_size", type=int,
-                   help=f"default {SHAPE['intermediate_size']}; the teacher's with --init_from_teacher")
+    for name in SHAPE:
+        p.add_argument(f"--{name}", type=int, help=f"default {SHAPE[name]}; the teacher's with --init_from_teacher, "
+                                                   "where a smaller value keeps an evenly spaced part of its")
     p.add_argument("--init_from_teacher", action="store_true",
                    help="start from the teacher's embeddings and the layers --layer_map names (a BERT, RoBERTa, "
-                        "XLM-R or ELECTRA teacher): the student takes the teacher's width, heads and feed-forward size")
+                        "XLM-R or ELECTRA teacher), of its width or, with a smaller --hidden_size, "
+                        "--num_attention_heads or --intermediate_size, an evenly spaced selection of its units")
     p.add_argument("--layer_map", default="",
                    help="with --init_from_teacher: the teacher layer of each student layer, e.g. 1,2,3,4 (default: the "
                         "uniform map task_distill.py's stage 1 uses, so each layer starts as the one it learns from)")
@@ -60,16 +63,11 @@ def parse_args(argv=None):
 
 
 def student_shape(teacher_dir, given, init_from_teacher):
-    """{hidden_size, num_attention_heads, intermediate_size}: those given, else TinyBERT-4's; the
-    teacher's when its layers are copied (a different value given is refused, not ignored)."""
-    if not init_from_teacher:
-        return {k: given[k] or v for k, v in SHAPE.items()}
-    theirs = teachers.teacher_shape(teacher_dir)
-    wrong = [f"--{k} {given[k]} (the teacher's is {theirs[k]})" for k in SHAPE if given[k] and given[k] != theirs[k]]
-    if wrong:
-        raise ValueError("--init_from_teacher copies the teacher's layers, which fix the student's width: "
-                         + ", ".join(wrong))
-    return {k: theirs[k] for k in SHAPE}
+    """{hidden_size, num_attention_heads, intermediate_size}: those given, else TinyBERT-4's; with the
+    teacher's layers copied, those given else the teacher's (a wider value is refused by
+    teachers.width_selection when the layers are cut)."""
+    defaults = teachers.teacher_shape(teacher_dir) if init_from_teacher else SHAPE
+    return {k: given[k] or defaults[k] for k in SHAPE}
 
 
 def trim(teacher_dir, data_dir, task):
@@ -100,6 +98,11 @@ def main(argv=None):
         print(f"initialised from the teacher: embeddings and layers {', '.join(map(str, layer_map))} as student layers "
               f"1..{len(layer_map)} ({len(copied)} tensors; the pooler "
               f"{'too' if any(n.startswith('bert.pooler.') for n in copied) else 'is random: the teacher has none'})")
+        theirs = teachers.teacher_shape(args.teacher_model)
+        cut = [f"{k} {theirs[k]} -> {shape[k]}" for k in SHAPE if shape[k] != theirs[k]]
+        if cut:
+            print("  narrower than the teacher, by uniform weight selection (the same evenly spaced units in every "
+                  "tensor): " + ", ".join(cut))
     if trimmed:
         print(vocabulary.parameters_line(trimmed.teacher_vocab_size, trimmed.vocab_size, shape["hidden_size"], params))
         bad = vocabulary.mismatches(checkpoint.load_tokenizer(args.teacher_model),

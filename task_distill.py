@@ -113,6 +113,10 @@ def parse_args(argv=None):
     p.add_argument("--teacher_model", help="fine-tuned teacher model directory (distillation): this project's BERT, or "
                                            "any encoder transformers' AutoModelForSequenceClassification loads "
                                            "(RoBERTa, XLM-R, ELECTRA, DeBERTa, ... on --backend torch)")
+    p.add_argument("--teacher_through", choices=["auto", *teachers.TEACHER_PATHS], default="auto",
+                   help="how a BERT teacher is read: auto (default) takes modeling.py for a BERT directory and "
+                        "transformers for any other; transformers reads a BERT through transformers too (to check "
+                        "one path against the other, --backend torch)")
     p.add_argument("--output_dir", required=True)
     mode = p.add_argument_group("what to run")
     mode.add_argument("--intermediate_distill", action="store_true", help="stage 1: att_loss + rep_loss")
@@ -186,8 +190,11 @@ def _check_args(parser, args):
     lr, epochs, wd = TASK_DEFAULTS[task]
     if args.mode is Mode.STAGE1:
         lr = STAGE1_LR
-    args.learning_rate = args.learning_rate or lr
-    args.num_train_epochs = args.num_train_epochs or epochs
+    args.learning_rate = lr if args.learning_rate is None else args.learning_rate  # 0 holds the student still
+    args.num_train_epochs = epochs if args.num_train_epochs is None else args.num_train_epochs
+    if args.learning_rate < 0 or args.num_train_epochs <= 0:
+        parser.error(f"--learning_rate must be at least 0 and --num_train_epochs above 0, got {args.learning_rate} "
+                     f"and {args.num_train_epochs}")
     args.weight_decay = wd if args.weight_decay is None else args.weight_decay
     args.recipe = REFERENCE if args.reference_mode else OURS
     args.selection = Selection(args.model_selection)
@@ -198,12 +205,15 @@ def _check_args(parser, args):
 # ----------------------------------------------------------------------------------------------
 # Models and the checks that catch the reference users' commonest mistakes before any training
 # ----------------------------------------------------------------------------------------------
-def load_models(student_dir, teacher_dir, processor, device, allow_untrained_teacher=False):
+def load_models(student_dir, teacher_dir, processor, device, allow_untrained_teacher=False, teacher_through="auto"):
     """(teacher or None, student) on `device`; the student records the task's label order."""
     teacher = None
     if teacher_dir:
+        rng = flow.get_rng_state()  # the student's new tensors follow the seed, whichever way the teacher is read
         teacher = teachers.load_teacher(teacher_dir, processor.num_labels, device, modeling, allow_untrained_teacher,
+                                        through=None if teacher_through == "auto" else teacher_through,
                                         task=processor.task)
+        flow.set_rng_state(rng)
     student = teachers.load_classifier(student_dir, processor.num_labels, modeling,
                                        fit_size=teacher.config.hidden_size if teacher else None,
                                        trainable_only_alone=teacher is not None)
@@ -463,7 +473,7 @@ def main(argv=None):
     tokenizer = checkpoint.load_tokenizer(args.student_model)
     training.prepare_output_dir(args.output_dir, args.overwrite, args.resume)
     teacher_model, student = load_models(args.student_model, args.teacher_model if mode.needs_teacher else None,
-                                         processor, device, args.allow_untrained_teacher)
+                                         processor, device, args.allow_untrained_teacher, args.teacher_through)
     split = "train_aug" if args.aug_train else "train"
     train_data, dev = load_data(args.data_dir, args.train_data, args.task_name, split, tokenizer, args.max_seq_length,
                                 args.max_train_examples, args.seed)

@@ -41,6 +41,7 @@ SCORE_PROJECTIONS = {
     "albert": ("query", "key"),
     "distilbert": ("q_lin", "k_lin"),
 }
+TEACHER_PATHS = ("modeling", "transformers")  # how load_teacher reads a teacher: modeling.py's BERT, or the Auto classes
 MASK_VALUE = -10000.0  # modeling.MASK_VALUE: the same additive mask, so att_loss zeroes the same entries
 
 
@@ -252,16 +253,66 @@ def teacher_shape(teacher_dir):
                 type_vocab_size=max(1, int(config.get("type_vocab_size") or 1)))
 
 
-def teacher_layers(teacher_dir, student_state, layer_map, teacher_ids=None):
+def evenly(keep, total):
+    """`keep` of `total` indices, evenly spaced from the first to the last."""
+    if keep >= total:
+        return np.arange(total)
+    return np.round(np.linspace(0, total - 1, keep)).astype(np.int64)
+
+
+def width_selection(teacher, student):
+    """For a student narrower than the teacher it starts from: the teacher's indices it keeps, per kind
+    of axis. Uniform weight selection (Xu et al., 2024, "Initializing Models with Larger Ones"): the same
+    hidden units in every tensor, so the residual stream of every layer stays aligned with the
+    embeddings'; evenly spaced heads, each cut to the student's head size; evenly spaced feed-forward
+    units. `teacher`, `student`: {hidden_size, num_attention_heads, intermediate_size}."""
+    sizes = {k: (int(teacher[k]), int(student[k])) for k in ("hidden_size", "num_attention_heads", "intermediate_size")}
+    head = {who: sizes["hidden_size"][i] // sizes["num_attention_heads"][i] for i, who in enumerate(("teacher", "student"))}
+    wider = [f"{k} {s} (the teacher's is {t})" for k, (t, s) in sizes.items() if s > t]
+    if head["student"] > head["teacher"]:
+        wider.append(f"attention head size {head['student']} (the teacher's is {head['teacher']})")
+    if wider:
+        raise ValueError("--init_from_teacher keeps a part of the teacher's width and cannot widen it: "
+                         + ", ".join(wider))
+    heads = evenly(sizes["num_attention_heads"][1], sizes["num_attention_heads"][0])
+    within = evenly(head["student"], head["teacher"])
+    return {"hidden": evenly(*sizes["hidden_size"][::-1]),
+            "heads": (heads[:, None] * head["teacher"] + within[None, :]).reshape(-1),
+            "inner": evenly(*sizes["intermediate_size"][::-1])}
+
+
+# (part of a BERT tensor's name, what its rows index, what its columns index); the first match counts.
+# A 1-D tensor (bias, LayerNorm) indexes what the rows of its weight do.
+WIDTH_AXES = ((".attention.self.", "heads", "hidden"), (".attention.output.dense.", "hidden", "heads"),
+              (".intermediate.dense.", "inner", "hidden"), (".output.dense.", "hidden", "inner"),
+              ("pooler.dense.", "hidden", "hidden"), ("LayerNorm.", "hidden", None), ("embeddings.", None, "hidden"))
+
+
+def select_width(name, array, keep):
+    """`array` (the teacher's tensor `name`, BERT names) cut to the indices `keep` (width_selection)."""
+    for part, rows, cols in WIDTH_AXES:
+        if part in name:
+            if rows:
+                array = array[keep[rows]]
+            if cols and array.ndim == 2:
+                array = array[:, keep[cols]]
+            return array
+    return array
+
+
+def teacher_layers(teacher_dir, student_state, layer_map, teacher_ids=None, shape=None):
     """`student_state` (a random student's numpy state, BERT names) with the teacher's embeddings, its
     layer layer_map[i] as student layer i+1 and its pooler where it has one; word embeddings only of
-    the kept tokens with `teacher_ids` (a trimmed vocabulary). Returns (state, names copied)."""
+    the kept tokens with `teacher_ids` (a trimmed vocabulary); with `shape` narrower than the teacher's
+    ({hidden_size, num_attention_heads, intermediate_size}), each tensor cut by width_selection.
+    Returns (state, names copied)."""
     kind = model_type(teacher_dir)
     prefix = BERT_SHAPED[kind] + "."
     teacher = {("bert." + k[len(prefix):] if k.startswith(prefix) else k): v
                for k, v in checkpoint.load_state_dict(teacher_dir).items()}
     config = checkpoint.read_json(checkpoint.find_config(teacher_dir))
     offset = pad_offset(config) if kind in POSITION_OFFSET_PAST_PAD else 0
+    keep = width_selection(teacher_shape(teacher_dir), shape) if shape else None
     state, copied = dict(student_state), []
     for name, value in student_state.items():
         source = name
@@ -275,10 +326,12 @@ def teacher_layers(teacher_dir, student_state, layer_map, teacher_ids=None):
             array = array[teacher_ids]
         elif name == "bert.embeddings.position_embeddings.weight":
             array = array[offset:offset + value.shape[0]]
+        if keep is not None:
+            array = select_width(name, array, keep)
         if array.shape != value.shape:
             raise ValueError(f"teacher {teacher_dir}: {source} has shape {array.shape}, the student's {name} "
                              f"{value.shape}")
-        state[name], copied = array, copied + [name]
+        state[name], copied = np.ascontiguousarray(array), copied + [name]
     missing = [n for n in student_state if n.startswith(("bert.embeddings.", "bert.encoder.")) and n not in copied]
     if missing:
         raise ValueError(f"teacher {teacher_dir}: no weights for {', '.join(missing[:3])}"
@@ -290,8 +343,8 @@ def write_student(teacher_dir, out_dir, modeling, layers=4, hidden=312, heads=12
                   trimmed=None, layer_map=None):
     """A TinyBERT student on the teacher's vocabulary (its size, padding id and tokenizer files), for
     teachers with no General TinyBERT of their vocabulary: random, of the given shape; or, with
-    `layer_map` (student layer i+1 <- teacher layer layer_map[i]), of the teacher's width with its
-    embeddings and those layers (teacher_shape, teacher_layers). With `trimmed` (vocabulary.trim) on
+    `layer_map` (student layer i+1 <- teacher layer layer_map[i]), with the teacher's embeddings and
+    those layers, whole or (a narrower shape) cut by width_selection (teacher_shape, teacher_layers). With `trimmed` (vocabulary.trim) on
     the kept tokens only, with their tokenizer and map to the teacher's ids. Returns (number of
     parameters, names copied from the teacher)."""
     teacher = checkpoint.read_json(checkpoint.find_config(teacher_dir))
@@ -300,7 +353,7 @@ def write_student(teacher_dir, out_dir, modeling, layers=4, hidden=312, heads=12
     shape = dict(hidden_size=hidden, num_attention_heads=heads, intermediate_size=intermediate)
     positions = int(teacher.get("max_position_embeddings", 512))
     if layer_map is not None:
-        shape = teacher_shape(teacher_dir)
+        shape = {**teacher_shape(teacher_dir), **shape}  # its activation, norm epsilon and token types
         if model_type(teacher_dir) in POSITION_OFFSET_PAST_PAD:
             positions -= pad_offset(teacher)
     config = modeling.BertConfig(
@@ -310,7 +363,8 @@ def write_student(teacher_dir, out_dir, modeling, layers=4, hidden=312, heads=12
     student = modeling.BertModel(config)  # the encoder alone: fit_dense and classifier come with the stages
     state, copied = student.numpy_state_dict(), []
     if layer_map is not None:
-        state, copied = teacher_layers(teacher_dir, state, layer_map, trimmed.teacher_ids if trimmed else None)
+        state, copied = teacher_layers(teacher_dir, state, layer_map, trimmed.teacher_ids if trimmed else None,
+                                       dict(hidden_size=hidden, num_attention_heads=heads, intermediate_size=intermediate))
     with files.atomic_dir(out_dir) as tmp:
         config.save(tmp)
         checkpoint.save_safetensors(state, tmp)

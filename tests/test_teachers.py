@@ -386,9 +386,75 @@ def test_init_from_teacher_refuses_layers_it_cannot_copy(model_type, refusal, tm
     teacher = write_teacher(model_type, tmp_path / "teacher")
     with pytest.raises(ValueError, match=refusal):
         make_student.main(["--teacher_model", teacher, "--output_dir", str(tmp_path / "s"), "--init_from_teacher"])
-    with pytest.raises(ValueError, match="fix the student's width"):
-        make_student.main(["--teacher_model", write_teacher("roberta", tmp_path / "roberta"), "--output_dir",
-                           str(tmp_path / "s"), "--init_from_teacher", "--hidden_size", "16"])
+    roberta = write_teacher("roberta", tmp_path / "roberta")
+    with pytest.raises(ValueError, match="cannot widen it: hidden_size 64 .the teacher's is 32."):
+        make_student.main(["--teacher_model", roberta, "--output_dir", str(tmp_path / "s"), "--init_from_teacher",
+                           "--hidden_size", "64"])
+    with pytest.raises(ValueError, match="cannot widen it: attention head size 16 .the teacher's is 8."):
+        make_student.main(["--teacher_model", roberta, "--output_dir", str(tmp_path / "s"), "--init_from_teacher",
+                           "--num_attention_heads", "2"])
+
+
+def test_init_from_teacher_narrower_keeps_evenly_spaced_units(sst2, tmp_path, capsys):
+    """--init_from_teacher with a smaller width: every tensor is the teacher's at the same evenly spaced
+    hidden units, whole heads cut to the student's head size, evenly spaced feed-forward units (indices
+    worked out here by hand, not by the code under test); the cut copy's hidden states point the
+    teacher's way at the kept units, where a random start's do not; it distils through stage 1."""
+    import torch
+    teacher = write_teacher("bert", tmp_path / "teacher")  # 3 layers x 32 (4 heads of 8), feed-forward 48
+    student = str(tmp_path / "student")
+    make_student.main(["--teacher_model", teacher, "--output_dir", student, "--num_hidden_layers", "3",
+                       "--layer_map", "1,2,3", "--init_from_teacher", "--hidden_size", "24", "--num_attention_heads",
+                       "4", "--intermediate_size", "36"])
+    assert ("narrower than the teacher, by uniform weight selection (the same evenly spaced units in every tensor): "
+            "hidden_size 32 -> 24, intermediate_size 48 -> 36") in capsys.readouterr().out
+    hidden = [round(i * 31 / 23) for i in range(24)]   # 0, 1, 3, 4, 5, 7, ... 31: 24 of 32, ends included
+    heads = [h * 8 + j for h in range(4) for j in (0, 1, 3, 4, 6, 7)]  # 6 of each head's 8
+    inner = [round(i * 47 / 35) for i in range(36)]
+    assert len(set(hidden)) == 24 and len(set(inner)) == 36
+    theirs, ours = checkpoint.load_state_dict(teacher), checkpoint.load_state_dict(student)
+    cuts = {"embeddings.word_embeddings.weight": (slice(None), hidden), "embeddings.LayerNorm.weight": (hidden,),
+            "encoder.layer.1.attention.self.key.weight": (heads, hidden),
+            "encoder.layer.1.attention.self.key.bias": (heads,),
+            "encoder.layer.1.attention.output.dense.weight": (hidden, heads),
+            "encoder.layer.2.intermediate.dense.weight": (inner, hidden),
+            "encoder.layer.2.output.dense.weight": (hidden, inner), "encoder.layer.2.output.dense.bias": (hidden,),
+            "encoder.layer.2.output.LayerNorm.bias": (hidden,), "pooler.dense.weight": (hidden, hidden)}
+    for name, index in cuts.items():
+        expected = theirs["bert." + name][np.ix_(*[np.arange(len(theirs["bert." + name])) if isinstance(i, slice)
+                                                   else np.array(i) for i in index])]
+        np.testing.assert_array_equal(ours["bert." + name], expected, err_msg=name)
+
+    model = teachers.load_teacher(teacher, 2, "cpu", modeling, through="transformers")
+    ids = torch.tensor([[2, 5, 6, 7, 8, 9, 10, 11, 3]])
+    with torch.no_grad():
+        reference = model(ids, torch.zeros_like(ids), torch.ones_like(ids))[2]
+    for path, low, high in ((student, 0.5, 1.0), (None, -1.0, 0.5)):
+        copy = (modeling.BertModel.from_pretrained(path, verbose=False) if path else
+                modeling.BertModel(modeling.BertConfig.from_json_file(os.path.join(student, "config.json")))).eval()
+        with torch.no_grad():
+            ours_hidden = copy(ids, torch.zeros_like(ids), torch.ones_like(ids))[2]
+        for layer, (a, b) in enumerate(zip(ours_hidden, reference)):
+            cosine = torch.nn.functional.cosine_similarity(a[0], b[0][:, hidden], dim=-1).mean().item()
+            assert low < cosine <= high + 1e-6, (path, layer, cosine)
+
+    common = ["--task_name", "SST-2", "--data_dir", sst2, "--teacher_model", teacher, "--max_seq_length", "32",
+              "--train_batch_size", "16", "--seed", "1", "--intermediate_distill", "--student_model", student]
+    task_distill.main(common + ["--output_dir", str(tmp_path / "s1"), "--num_train_epochs", "2", "--learning_rate",
+                                "1e-3"])
+    assert "att_loss mse" in capsys.readouterr().out  # the teacher's head count: the paper's loss still applies
+    rows = log_rows(tmp_path / "s1")
+    assert float(rows[-1]["dev_rep_loss"]) < float(rows[0]["dev_rep_loss"])
+    # the teacher read by modeling.py (a BERT directory's default) and, from the command line, through
+    # transformers, with the student held still (learning rate 0): the same dev losses
+    losses = {}
+    for through in ("auto", "transformers"):
+        task_distill.main(common + ["--output_dir", str(tmp_path / through), "--num_train_epochs", "1",
+                                    "--learning_rate", "0", "--teacher_through", through])
+        losses[through] = {k: float(v) for k, v in log_rows(tmp_path / through)[-1].items() if k.startswith("dev_")}
+    assert {"dev_att_loss", "dev_rep_loss"} <= set(losses["auto"])
+    for term, value in losses["auto"].items():
+        assert losses["transformers"][term] == pytest.approx(value, rel=1e-4), term
 
 
 def test_general_distillation_from_a_transformers_masked_lm(tmp_path, capsys):
