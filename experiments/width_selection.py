@@ -10,7 +10,6 @@ import argparse
 import os
 import sys
 
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("BACKEND", "torch")
 import checkpoint  # noqa: E402
