@@ -214,6 +214,8 @@ def load_models(student_dir, teacher_dir, processor, device, allow_untrained_tea
                                         through=None if teacher_through == "auto" else teacher_through,
                                         task=processor.task)
         flow.set_rng_state(rng)
+        print(f"teacher {teacher_dir}: " + (f"a {teacher.model_type} read through transformers' {teacher.auto_class}"
+                                            if isinstance(teacher, teachers.AutoClassifier) else "read by modeling.py"))
     student = teachers.load_classifier(student_dir, processor.num_labels, modeling,
                                        fit_size=teacher.config.hidden_size if teacher else None,
                                        trainable_only_alone=teacher is not None)

@@ -451,6 +451,9 @@ def test_init_from_teacher_narrower_keeps_evenly_spaced_units(sst2, tmp_path, ca
     for through in ("auto", "transformers"):
         task_distill.main(common + ["--output_dir", str(tmp_path / through), "--num_train_epochs", "1",
                                     "--learning_rate", "0", "--teacher_through", through])
+        read = {"auto": "read by modeling.py",
+                "transformers": "a bert read through transformers' AutoModelForSequenceClassification"}[through]
+        assert f"teacher {teacher}: {read}\n" in capsys.readouterr().out
         losses[through] = {k: float(v) for k, v in log_rows(tmp_path / through)[-1].items() if k.startswith("dev_")}
     assert {"dev_att_loss", "dev_rep_loss"} <= set(losses["auto"])
     for term, value in losses["auto"].items():
