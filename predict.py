@@ -29,6 +29,7 @@ import glue
 import inference
 
 STDIN = "-"
+DEFAULT_MAX_SEQ_LENGTH = 128  # BERT's usual sentence budget; a model with fewer positions caps it
 
 
 class InputError(ValueError):
@@ -51,7 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--input_format", choices=["auto", "text", "tsv"], default="auto")
     p.add_argument("--output", help="output tsv (default: stdout)")
     p.add_argument("--header", action="store_true", help="start the output with a line naming its columns")
-    p.add_argument("--max_seq_length", type=int, default=128, help="longer inputs are truncated (and counted)")
+    p.add_argument("--max_seq_length", type=int,
+                   help=f"longer inputs are truncated (and counted); default {DEFAULT_MAX_SEQ_LENGTH}, or the model's "
+                        "max_position_embeddings where that is smaller")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--num_threads", type=int, help="CPU threads (PyTorch, onnxruntime; default: theirs)")
     # on by default, as in every training stage; None (not given) rather than True, so that main() can say
@@ -63,7 +66,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error(f"--batch_size {args.batch_size}: must be at least 1")
-    if args.max_seq_length < 3:
+    if args.max_seq_length is not None and args.max_seq_length < 3:
         p.error(f"--max_seq_length {args.max_seq_length}: needs room for [CLS] and two [SEP] (at least 3)")
     return args
 
@@ -203,14 +206,17 @@ def main(argv=None):
         print("predict: running the model on the GPU, the default as in the training stages (--no-gpu: the CPU)",
               file=sys.stderr)
     student = inference.load_student(args.model, args.backend, device, args.num_threads)
-    if args.max_seq_length > student.max_positions:
-        raise InputError(f"--max_seq_length {args.max_seq_length} exceeds the model's max_position_embeddings "
+    max_seq_length = args.max_seq_length
+    if max_seq_length is None:
+        max_seq_length = min(DEFAULT_MAX_SEQ_LENGTH, student.max_positions)
+    if max_seq_length > student.max_positions:
+        raise InputError(f"--max_seq_length {max_seq_length} exceeds the model's max_position_embeddings "
                          f"{student.max_positions}")
     labels = resolve_labels(student, args.task_name, args.model)
-    logits, truncated = predict_rows(student, rows, args.max_seq_length, args.batch_size, args.input != STDIN)
+    logits, truncated = predict_rows(student, rows, max_seq_length, args.batch_size, args.input != STDIN)
     if truncated:
         print(f"predict: {truncated} of {len(logits)} inputs of {name} were longer than --max_seq_length "
-              f"{args.max_seq_length} tokens and were truncated", file=sys.stderr)
+              f"{max_seq_length} tokens and were truncated", file=sys.stderr)
     out = format_rows(rows, logits, labels)
     write_output(args.output, ([header_line(labels)] if args.header else []) + out)
     if args.output:
