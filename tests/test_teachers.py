@@ -77,13 +77,13 @@ def sst2(tmp_path_factory):
     return write_task_slice(tmp_path_factory.mktemp("data") / "SST-2", shared_path("glue_data", "SST-2"), 64, 32)
 
 
-def write_teacher(model_type, directory):
+def write_teacher(model_type, directory, **shape):
     """A random (but complete: classifier included) transformers classifier and its tokenizer (bert:
-    transformers' own BERT, on WordPiece)."""
+    transformers' own BERT, on WordPiece), of SHAPE with `shape`'s changes."""
     import torch
     kind, extra = ("wordpiece", {}) if model_type == "bert" else ARCHITECTURES[model_type]
     vocab, pad = write_tokenizer(kind, directory)
-    shape = dict(SHAPE)
+    shape = {**SHAPE, **shape}
     if model_type == "distilbert":
         shape = dict(dim=32, n_layers=3, n_heads=4, hidden_dim=48, max_position_embeddings=80)
     config = transformers.AutoConfig.for_model(model_type, vocab_size=vocab, pad_token_id=pad, num_labels=2,
@@ -495,3 +495,39 @@ def test_general_distillation_from_a_transformers_masked_lm(tmp_path, capsys):
     assert checkpoint.load_tokenizer(str(out)).get_vocab() == checkpoint.load_tokenizer(str(teacher)).get_vocab()
     loaded = teachers.load_classifier(str(out), 2, modeling, fit_size=None, verbose=False)
     assert loaded.config.type_vocab_size == 2 and loaded.fit_dense.weight.shape == (32, 16)
+
+
+def test_readme_own_teacher_commands_as_written(sst2, tmp_path):
+    """The README's "Your own teacher" block, run with bash as it is written, in a copy of the repository
+    where my_roberta is a tiny random RoBERTa and data/glue_data/SST-2 a slice of SST-2: the teacher is
+    fine-tuned, the student cut from its layers on the task's tokens, and the wrapper's two stages give a
+    student that predict.py reads."""
+    import shutil
+    import subprocess
+    import sys
+    from conftest import ROOT
+    from test_wrappers_in_order import copy_repository
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    block = text.split("### Your own teacher", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    repo = tmp_path / "repo"
+    copy_repository(repo)
+    os.symlink(os.path.dirname(os.path.dirname(sys.executable)), repo / ".venv")  # the README's .venv/bin/python
+    write_teacher("roberta", repo / "my_roberta", hidden_size=384, num_hidden_layers=4, num_attention_heads=12,
+                  intermediate_size=1536)  # wider than the README's student
+    shutil.copytree(sst2, repo / "data" / "glue_data" / "SST-2")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "VENV", "TASK_NAME", "EXTRA_ARGS")}
+    env.update(TOKENIZERS_PARALLELISM="false")
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "a roberta read through transformers' AutoModelForSequenceClassification" in done.stdout
+    assert "narrower than the teacher, by uniform weight selection" in done.stdout
+    student = repo / "models" / "student_model" / "SST-2"
+    assert checkpoint.read_json(str(student / "config.json"))["hidden_size"] == 312
+    assert os.path.isfile(student / "teacher_token_ids.json")  # the trimmed vocabulary travelled with it
+    predicted = subprocess.run([str(repo / ".venv" / "bin" / "python"), "predict.py", "--model", str(student),
+                                "--no-gpu"], cwd=repo, env=env, input="a gripping , funny film .\n",
+                               capture_output=True, text=True, timeout=300)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    label, probabilities = predicted.stdout.strip().split("\t", 1)
+    assert label in ("0", "1") and abs(sum(float(p) for p in probabilities.split("\t")) - 1) < 1e-4
