@@ -8,6 +8,9 @@
 #   e  d with stage 2 only
 #   d_bf16  d with --teacher_dtype bf16
 #   d_long  d with LONG_EPOCHS of stage 2 (from d's stage-1 student): does more time on the augmented data pay?
+#   c_auto  c with the teacher read through transformers' Auto classes (--teacher_through transformers), not modeling.py
+#   f       b from the teacher's own layers 2, 4, 6 cut to the student's width (make_student.py --init_from_teacher)
+#   f_wide  f at the teacher's width (384 hidden, 1536 feed-forward: a larger student, for what the cut costs)
 # Every step is skipped when its output exists, and an interrupted training step resumes: rerunning
 # this script continues where it stopped. ARMS picks and orders the runs (the decisive ones first).
 #   bash experiments/sst2_ablation.sh                                           # run or continue everything
@@ -29,8 +32,8 @@ AUG_ARGS=${AUG_ARGS:-"--candidates words"}  # a briefly trained head predicts "t
 STUDENT_LR=${STUDENT_LR:-1e-4}
 GD_EPOCHS=${GD_EPOCHS:-2}             # general distillation: passes over the corpus
 MLM_ARGS=${MLM_ARGS:-"--pair_input --unfreeze_layers 2 --layer_lr 5e-4 --epochs 1"}
-SEEDS=${SEEDS:-"42 43"}               # arms a and d; the others run with the first seed
-ARMS=${ARMS:-"teacher a mlm aug gd d a2 d2 c b e d_bf16 d_long"}
+SEEDS=${SEEDS:-"42 43"}               # arms a, c, d and f (a2, c2, d2, f2: the second); the others run with the first
+ARMS=${ARMS:-"teacher a mlm aug gd d a2 d2 c b e d_bf16 d_long c_auto f f_wide c2 f2"}
 EVAL_STEP=${EVAL_STEP:-250}           # dev evaluations (points of the plot) every this many steps
 THREADS=${THREADS:-1}
 
@@ -118,14 +121,22 @@ gd() {
   touch "$OUT/general/.complete"
 }
 
-# tinybert NAME INIT TRAIN_FLAGS EPOCHS SEED [STAGE2_EXTRA...]: stage 1 into NAME_tmp, stage 2 into NAME
+# teacher_init NAME HIDDEN INTERMEDIATE: a 3-layer student from the teacher's layers (uniform map: 2, 4, 6)
+teacher_init() {
+  [ -f "$OUT/$1/config.json" ] || $PY make_student.py --teacher_model "$OUT/runs/teacher" --output_dir "$OUT/$1" \
+    --init_from_teacher --num_hidden_layers 3 --hidden_size "$2" --intermediate_size "$3" --backend torch
+}
+
+# [BOTH="FLAGS"] tinybert NAME INIT TRAIN_FLAGS EPOCHS SEED [STAGE2_EXTRA...]: stage 1 into NAME_tmp, stage 2
+# into NAME; BOTH's flags go to both stages
 tinybert() {
   local name=$1 init=$2 train=$3 epochs=$4 seed=$5; shift 5
-  local -a data=()
+  local -a data=() both=()
   [ -n "$train" ] && data=("$train")
-  distill "${name}_tmp" --intermediate_distill "${data[@]}" --teacher_model "$OUT/runs/teacher" \
+  [ -n "${BOTH:-}" ] && read -r -a both <<< "$BOTH"
+  distill "${name}_tmp" --intermediate_distill "${data[@]}" "${both[@]}" --teacher_model "$OUT/runs/teacher" \
     --student_model "$init" --num_train_epochs "$epochs" --learning_rate "$STUDENT_LR" --seed "$seed"
-  distill "$name" --pred_distill "${data[@]}" --teacher_model "$OUT/runs/teacher" \
+  distill "$name" --pred_distill "${data[@]}" "${both[@]}" --teacher_model "$OUT/runs/teacher" \
     --student_model "$OUT/runs/${name}_tmp" --num_train_epochs "$epochs" --learning_rate "$STUDENT_LR" \
     --seed "$seed" --serve_for_online "$@"
 }
@@ -157,7 +168,16 @@ for arm in $ARMS; do
        distill "d_long_s${seeds[0]}" --pred_distill --aug_train --teacher_model "$OUT/runs/teacher" \
          --student_model "$OUT/runs/d_s${seeds[0]}_tmp" --num_train_epochs "$LONG_EPOCHS" --learning_rate "$STUDENT_LR" \
          --seed "${seeds[0]}" --serve_for_online ;;
-    *) echo "unknown arm $arm (ARMS: teacher a mlm aug gd d a2 d2 c b e d_bf16 d_long)" >&2; exit 2 ;;
+    c_auto) gd; BOTH="--teacher_through transformers" tinybert "c_auto_s${seeds[0]}" "$OUT/general" "" \
+         "$STUDENT_EPOCHS" "${seeds[0]}" ;;
+    f) teacher; teacher_init teacher_init 312 1200
+       tinybert "f_s${seeds[0]}" "$OUT/teacher_init" "" "$STUDENT_EPOCHS" "${seeds[0]}" ;;
+    f2) teacher; teacher_init teacher_init 312 1200
+       tinybert "f_s${seeds[1]}" "$OUT/teacher_init" "" "$STUDENT_EPOCHS" "${seeds[1]}" ;;
+    c2) gd; tinybert "c_s${seeds[1]}" "$OUT/general" "" "$STUDENT_EPOCHS" "${seeds[1]}" ;;
+    f_wide) teacher; teacher_init teacher_init_wide 384 1536
+       tinybert "f_wide_s${seeds[0]}" "$OUT/teacher_init_wide" "" "$STUDENT_EPOCHS" "${seeds[0]}" ;;
+    *) echo "unknown arm $arm (ARMS: teacher a mlm aug gd d a2 d2 c b e d_bf16 d_long c_auto f f_wide c2 f2)" >&2; exit 2 ;;
   esac
 done
 log "summary"

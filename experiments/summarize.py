@@ -108,6 +108,9 @@ ABLATION_ARMS = [
     ("e", "d with stage 2 only", "e_s{s}"),
     ("d bf16", "d with --teacher_dtype bf16", "d_bf16_s{s}_tmp+d_bf16_s{s}"),
     ("d long", "d with 3 epochs of stage 2", "d_s{s}_tmp+d_long_s{s}"),
+    ("c auto", "c, the teacher read through transformers' Auto classes", "c_auto_s{s}_tmp+c_auto_s{s}"),
+    ("f", "b from the teacher's layers 2, 4, 6 cut to 312 wide", "f_s{s}_tmp+f_s{s}"),
+    ("f wide", "f at the teacher's width (3L-384D)", "f_wide_s{s}_tmp+f_wide_s{s}"),
 ]
 
 
