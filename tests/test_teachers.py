@@ -531,3 +531,37 @@ def test_readme_own_teacher_commands_as_written(sst2, tmp_path):
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     label, probabilities = predicted.stdout.strip().split("\t", 1)
     assert label in ("0", "1") and abs(sum(float(p) for p in probabilities.split("\t")) - 1) < 1e-4
+
+
+def test_fine_tuning_a_transformers_directory_resumes_to_the_same_model(sst2, tmp_path):
+    """--finetune on a RoBERTa directory, killed mid-run (SIGKILL after step 3 of 6) and run again with
+    --resume: the same weights and the same log as the run that was never stopped."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    init = write_teacher("roberta", tmp_path / "init")
+    common = ["--finetune", "--task_name", "SST-2", "--data_dir", sst2, "--student_model", init, "--num_train_epochs",
+              "3", "--learning_rate", "1e-3", "--max_seq_length", "32", "--eval_step", "2", "--model_selection", "last"]
+    env = dict(os.environ, BACKEND="torch", TOKENIZERS_PARALLELISM="false")
+
+    def run(out, *extra, kill_after=None):
+        killer = [os.path.join(ROOT, "tests", "kill_after.py"), str(kill_after)] if kill_after else []
+        return subprocess.run([sys.executable, *killer, os.path.join(ROOT, "task_distill.py"), *common,
+                               "--output_dir", str(tmp_path / out), *extra], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    whole = run("whole")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    killed = run("killed", kill_after=3)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = run("killed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming at epoch 0, batch 2, step 2" in resumed.stdout  # the step-2 checkpoint, end of epoch 0
+    a = checkpoint.load_state_dict(str(tmp_path / "whole"))
+    b = checkpoint.load_state_dict(str(tmp_path / "killed"))
+    start = checkpoint.load_state_dict(init)
+    assert a.keys() == b.keys() and max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-6
+    assert max(float(np.abs(a[k] - start[k]).max()) for k in a) > 1e-4  # it did train
+    assert teachers.model_type(str(tmp_path / "killed")) == "roberta"
+    steps = lambda out: [(r["step"], r["cls_loss"], r["dev_acc"]) for r in log_rows(tmp_path / out)]
+    assert steps("killed") == steps("whole") and [s[0] for s in steps("whole")] == ["2", "4", "6"]
