@@ -238,7 +238,8 @@ class Teacher(modeling.BertModel):
 def load_teacher(teacher_dir, device):
     """This project's BERT for a BERT directory, else a transformers encoder (teachers.AutoEncoder)."""
     loader = Teacher if teachers.is_bert(teacher_dir) else teachers.AutoEncoder
-    teacher = loader.from_pretrained(teacher_dir).to(device)
+    with teachers.rng_untouched():  # the student's random start follows the seed alone
+        teacher = loader.from_pretrained(teacher_dir).to(device)
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)

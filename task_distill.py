@@ -209,11 +209,9 @@ def load_models(student_dir, teacher_dir, processor, device, allow_untrained_tea
     """(teacher or None, student) on `device`; the student records the task's label order."""
     teacher = None
     if teacher_dir:
-        rng = flow.get_rng_state()  # the student's new tensors follow the seed, whichever way the teacher is read
         teacher = teachers.load_teacher(teacher_dir, processor.num_labels, device, modeling, allow_untrained_teacher,
                                         through=None if teacher_through == "auto" else teacher_through,
                                         task=processor.task)
-        flow.set_rng_state(rng)
         print(f"teacher {teacher_dir}: " + (f"a {teacher.model_type} read through transformers' {teacher.auto_class}"
                                             if isinstance(teacher, teachers.AutoClassifier) else "read by modeling.py"))
     student = teachers.load_classifier(student_dir, processor.num_labels, modeling,

@@ -16,6 +16,7 @@ states), as modeling.TinyBertForSequenceClassification gives it.
 - Token types go in only where the teacher has a token-type embedding (RoBERTa has one row, DeBERTa-v3
   none, DistilBERT no input for them).
 """
+import contextlib
 import inspect
 import math
 import os
@@ -55,19 +56,32 @@ def is_bert(model_dir):
     return model_type(model_dir) == "bert"
 
 
+@contextlib.contextmanager
+def rng_untouched():
+    """Loading a model builds its modules at random before the weights arrive, and each way of reading
+    a teacher draws a different count of numbers: under this, the student's new tensors (fit_dense, a
+    classifier, a random start) follow the seed alone, whichever way and whichever teacher was read."""
+    state = flow.get_rng_state()
+    try:
+        yield
+    finally:
+        flow.set_rng_state(state)
+
+
 def load_teacher(model_dir, num_labels, device, modeling, allow_untrained=False, through=None, task="this task"):
     """The teacher of `model_dir` in eval mode on `device`: modeling.py's BERT for a BERT directory,
     else an AutoClassifier. through="transformers" takes the Auto path for a BERT directory too (what
     the tests use to check one path against the other)."""
     if through is None:
         through = "modeling" if is_bert(model_dir) else "transformers"
-    if through == "modeling":
-        teacher = modeling.TinyBertForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels,
-                                                                             fit_size=None)
-        untrained = any(k.startswith("classifier.") for k in teacher.missing_keys)
-    else:
-        teacher = AutoClassifier.from_pretrained(model_dir, num_labels)
-        untrained = bool(teacher.missing_keys)
+    with rng_untouched():
+        if through == "modeling":
+            teacher = modeling.TinyBertForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels,
+                                                                                 fit_size=None)
+            untrained = any(k.startswith("classifier.") for k in teacher.missing_keys)
+        else:
+            teacher = AutoClassifier.from_pretrained(model_dir, num_labels)
+            untrained = bool(teacher.missing_keys)
     if untrained and not allow_untrained:
         raise ValueError(f"teacher {model_dir} has no classifier: it was never fine-tuned on {task} "
                          "(run run_train_teacher.sh first), or pass --allow_untrained_teacher")

@@ -565,3 +565,27 @@ def test_fine_tuning_a_transformers_directory_resumes_to_the_same_model(sst2, tm
     assert teachers.model_type(str(tmp_path / "killed")) == "roberta"
     steps = lambda out: [(r["step"], r["cls_loss"], r["dev_acc"]) for r in log_rows(tmp_path / out)]
     assert steps("killed") == steps("whole") and [s[0] for s in steps("whole")] == ["2", "4", "6"]
+
+
+def test_reading_a_teacher_draws_no_random_numbers(tmp_path):
+    """Each way of reading a teacher (modeling.py, transformers' Auto classes, general distillation's
+    encoder) leaves the random state as it found it, so the student's new tensors follow the seed alone."""
+    import torch
+    import general_distill
+    teacher = write_teacher("bert", tmp_path / "bert")
+    roberta = write_teacher("roberta", tmp_path / "roberta")
+    loads = {"modeling": lambda: teachers.load_teacher(teacher, 2, "cpu", modeling, through="modeling"),
+             "transformers": lambda: teachers.load_teacher(teacher, 2, "cpu", modeling, through="transformers"),
+             "general, bert": lambda: general_distill.load_teacher(teacher, "cpu"),
+             "general, roberta": lambda: general_distill.load_teacher(roberta, "cpu")}
+    for name, load in loads.items():
+        torch.manual_seed(7)
+        expected = torch.rand(3)
+        torch.manual_seed(7)
+        load()
+        assert torch.equal(torch.rand(3), expected), name
+    with teachers.rng_untouched():  # what the guard undoes: building a model does draw
+        torch.manual_seed(7)
+        modeling.BertModel(modeling.BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1,
+                                               num_attention_heads=2, intermediate_size=8))
+        assert not torch.equal(torch.rand(3), expected)
