@@ -61,7 +61,6 @@ def parse_args(argv=None):
     return args
 
 
-
 def student_shape(teacher_dir, given, init_from_teacher):
     """{hidden_size, num_attention_heads, intermediate_size}: those given, else TinyBERT-4's; with the
     teacher's layers copied, those given else the teacher's (a wider value is refused by

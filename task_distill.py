@@ -205,8 +205,10 @@ def _check_args(parser, args):
 # ----------------------------------------------------------------------------------------------
 # Models and the checks that catch the reference users' commonest mistakes before any training
 # ----------------------------------------------------------------------------------------------
-def load_models(student_dir, teacher_dir, processor, device, allow_untrained_teacher=False, teacher_through="auto"):
-    """(teacher or None, student) on `device`; the student records the task's label order."""
+def load_models(student_dir, teacher_dir, processor, device, allow_untrained_teacher=False, teacher_through="auto",
+                trimmed=None):
+    """(teacher or None, student) on `device`; the student records the task's label order. `trimmed`:
+    the student's map to the teacher's ids (checkpoint.read_teacher_ids), None for the teacher's vocabulary."""
     teacher = None
     if teacher_dir:
         teacher = teachers.load_teacher(teacher_dir, processor.num_labels, device, modeling, allow_untrained_teacher,
@@ -218,8 +220,7 @@ def load_models(student_dir, teacher_dir, processor, device, allow_untrained_tea
                                        fit_size=teacher.config.hidden_size if teacher else None,
                                        trainable_only_alone=teacher is not None)
     if teacher is not None:
-        check_same_vocabulary(teacher_dir, teacher.config, student_dir, student.config,
-                              checkpoint.read_teacher_ids(student_dir))
+        check_same_vocabulary(teacher_dir, teacher.config, student_dir, student.config, trimmed)
     inference.label_permutation(student, processor, "student", allow_remap=False)
     if not processor.is_regression:  # every saved model records its label order
         student.config.extra["id2label"] = {str(i): str(label) for i, label in enumerate(processor.labels)}
@@ -472,8 +473,9 @@ def main(argv=None):
         return results
     tokenizer = checkpoint.load_tokenizer(args.student_model)
     training.prepare_output_dir(args.output_dir, args.overwrite, args.resume)
+    trimmed = checkpoint.read_teacher_ids(args.student_model)
     teacher_model, student = load_models(args.student_model, args.teacher_model if mode.needs_teacher else None,
-                                         processor, device, args.allow_untrained_teacher, args.teacher_through)
+                                         processor, device, args.allow_untrained_teacher, args.teacher_through, trimmed)
     split = "train_aug" if args.aug_train else "train"
     train_data, dev = load_data(args.data_dir, args.train_data, args.task_name, split, tokenizer, args.max_seq_length,
                                 args.max_train_examples, args.seed)
@@ -485,7 +487,6 @@ def main(argv=None):
 
     teacher = matching = teacher_logits = None
     if mode.needs_teacher:
-        trimmed = checkpoint.read_teacher_ids(args.student_model)
         teacher, matching = make_teacher(teacher_model, student, processor, device, args.teacher_dtype,
                                          args.remap_teacher_labels, args.layer_map, args.att_loss,
                                          None if trimmed is None else trimmed[0])
