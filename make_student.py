@@ -56,6 +56,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.trim_vocab and not args.task_name:
         p.error("--trim_vocab needs --task_name (which columns of the task's files are text)")
+    for name in ("num_hidden_layers", *SHAPE):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name} {getattr(args, name)}: must be at least 1")
     if args.layer_map and not args.init_from_teacher:
         p.error("--layer_map picks the teacher layers --init_from_teacher copies; a random student has none")
     return args
@@ -66,7 +69,7 @@ def student_shape(teacher_dir, given, init_from_teacher):
     teacher's layers copied, those given else the teacher's (a wider value is refused by
     teachers.width_selection when the layers are cut)."""
     defaults = teachers.teacher_shape(teacher_dir) if init_from_teacher else SHAPE
-    return {k: given[k] or defaults[k] for k in SHAPE}
+    return {k: defaults[k] if given[k] is None else given[k] for k in SHAPE}
 
 
 def trim(teacher_dir, data_dir, task):

@@ -387,6 +387,10 @@ def test_init_from_teacher_refuses_layers_it_cannot_copy(model_type, refusal, tm
     with pytest.raises(ValueError, match=refusal):
         make_student.main(["--teacher_model", teacher, "--output_dir", str(tmp_path / "s"), "--init_from_teacher"])
     roberta = write_teacher("roberta", tmp_path / "roberta")
+    for flag, value in (("--hidden_size", "0"), ("--num_hidden_layers", "0"), ("--intermediate_size", "-4")):
+        with pytest.raises(SystemExit):  # argparse's one line, not the default size taken in silence
+            make_student.main(["--teacher_model", roberta, "--output_dir", str(tmp_path / "s"), flag, value])
+        assert not os.path.exists(tmp_path / "s")
     with pytest.raises(ValueError, match="cannot widen it: hidden_size 64 .the teacher's is 32."):
         make_student.main(["--teacher_model", roberta, "--output_dir", str(tmp_path / "s"), "--init_from_teacher",
                            "--hidden_size", "64"])
